@@ -232,7 +232,7 @@ class Task:
     type: TaskType
     target: str
     positive_label: Any
-    sensitive: str
+    sensitive: str | None
 
 
 @frozen

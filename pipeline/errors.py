@@ -36,3 +36,9 @@ class CheckFailed(PipelineError):
         self.failures = list(failures or [])
         detail = "".join(f"\n  - {f}" for f in self.failures)
         super().__init__(message + detail)
+
+
+class MetricError(PipelineError):
+    """A metric came out NaN or infinite (or undefined): exit 2, nothing is written."""
+
+    exit_code = 2

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -32,9 +33,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)
     try:
         yield tmp
-        os.replace(tmp, final)
+        tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -98,8 +103,13 @@ def read_table(source: str | os.PathLike[str]) -> pd.DataFrame:
     name = os.fspath(source)
     fmt = _table_format(name)
     if is_url(name):
-        with urllib.request.urlopen(name, timeout=60) as response:  # noqa: S310 - scheme checked
-            payload = response.read()
+        try:
+            with urllib.request.urlopen(name, timeout=60) as response:  # noqa: S310 - scheme checked
+                payload = response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise InputError(f"{name}: cannot download: {exc}") from exc
+        if not payload:
+            raise InputError(f"{name}: file is empty")
         local: Any = BytesIO(payload)
     else:
         path = Path(name)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.s3server import s3_server  # noqa: F401 (fixture: a real S3 server per module)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -22,9 +24,7 @@ E2E_ROWS = 3000
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for subprocesses: the venv first on PATH (dvc.yaml calls `python`), no
     analytics, no user git config leaking in, and a fixed identity for commits."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "GITHUB_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DVC_", "GITHUB_"))}
     env.update(
         PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
         DVC_NO_ANALYTICS="1",

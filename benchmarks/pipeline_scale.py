@@ -1,0 +1,125 @@
+"""Pipeline overhead at scale: the template's `dvc repro` vs a minimal hand-written script.
+
+For each size, a fresh git copy of the template generates the data (`dvc repro ingest`, not
+timed: both sides then read the same file), then we time the rest of the DAG (validate ->
+features -> train -> evaluate, including DVC hashing and every report file) and the minimal
+script doing the same read, split, fit and evaluation with the same model. Both run in
+fresh processes, alternated, on the same machine in the same run, so only their ratio matters.
+Also timed: a no-op `dvc repro` (nothing changed).
+
+    python benchmarks/pipeline_scale.py [--rows 100000 1000000] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+
+
+def measure(cmd: list[str], cwd: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/measure.py"), *cmd],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["returncode"] != 0:
+        raise SystemExit(f"{cmd} failed:\n{out.stdout}\n{out.stderr}")
+    return result
+
+
+def template_copy(dest: Path, rows: int) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    params = dest / "params.yaml"
+    params.write_text(re.sub(r"(\n    rows: )\d+", rf"\g<1>{rows}", params.read_text(), count=1))
+    for args in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "t"],
+    ):
+        subprocess.run(["git", *args], cwd=dest, check=True, env=ENV)
+    return dest
+
+
+def bench(rows: int, repeats: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{rows}-") as tmp:
+        repo = template_copy(Path(tmp), rows)
+        subprocess.run(["dvc", "repro", "-q", "ingest"], cwd=repo, env=ENV, check=True)
+        pipe, base = [], []
+        for _ in range(repeats):
+            # Force the downstream stages to run again on every repeat.
+            pipe.append(
+                measure(["dvc", "repro", "-q", "--force-downstream", "-f", "validate"], repo)
+            )
+            base.append(
+                measure(
+                    [
+                        sys.executable,
+                        str(ROOT / "benchmarks/baseline_fit.py"),
+                        "data/raw/dataset.parquet",
+                        "params.yaml",
+                    ],
+                    repo,
+                )
+            )
+        noop = measure(["dvc", "repro", "-q"], repo)
+        best = lambda runs, key: min(r[key] for r in runs)  # noqa: E731 - least noisy figure
+        return {
+            "rows": rows,
+            "pipeline_s": best(pipe, "wall_s"),
+            "baseline_s": best(base, "wall_s"),
+            "time_ratio": best(pipe, "wall_s") / best(base, "wall_s"),
+            "pipeline_peak_mib": best(pipe, "peak_mib"),
+            "baseline_peak_mib": best(base, "peak_mib"),
+            "memory_ratio": best(pipe, "peak_mib") / best(base, "peak_mib"),
+            "noop_repro_s": noop["wall_s"],
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    columns = [
+        "rows", "pipeline s", "baseline s", "time ratio", "pipeline peak MiB",
+        "baseline peak MiB", "memory ratio", "no-op repro s",
+    ]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rows in args.rows:
+        r = bench(rows, args.repeats)
+        print(
+            f"| {rows:,} | {r['pipeline_s']:.1f} | {r['baseline_s']:.1f} | {r['time_ratio']:.2f} | "
+            f"{r['pipeline_peak_mib']:.0f} | {r['baseline_peak_mib']:.0f} | "
+            f"{r['memory_ratio']:.2f} | {r['noop_repro_s']:.2f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,600 @@
+"""Evaluate stage: metrics, slices, fairness, plot data, reference profile, inference benchmark.
+
+Everything except `run` is pure (frames and objects in, JSON-ready dicts out). `run` computes
+every output in memory first and writes only when all of them are finite, so a NaN metric
+leaves no file behind. Every output but benchmark.json is byte-identical run to run: floats are
+rounded to metrics.SIGNIFICANT_DIGITS, sampling is by fixed index, JSON is canonical.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame, count, selection_rate
+from sklearn.metrics import (
+    accuracy_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_curve,
+    roc_curve,
+)
+from threadpoolctl import threadpool_limits
+
+from pipeline import io
+from pipeline.config import Benchmark, Evaluate, Features, Params, Profile, Task
+from pipeline.errors import InputError, MetricError
+from pipeline.metrics import (
+    binary_metrics,
+    finite,
+    multiclass_metrics,
+    regression_metrics,
+    round_sig,
+)
+from pipeline.model_io import load_model
+from pipeline.predict import score
+
+# Plot files (stems under paths.plots) each task writes; files of other tasks are removed.
+PLOTS: Mapping[str, tuple[str, ...]] = {
+    "binary": ("roc", "precision_recall", "confusion", "calibration"),
+    "multiclass": ("confusion", "calibration"),
+    "regression": ("residuals", "predicted_vs_actual"),
+}
+ALL_PLOTS = tuple(sorted({stem for stems in PLOTS.values() for stem in stems}))
+
+# Regression scatter plots keep at most this many points (git diffs and DVC renders stay small).
+MAX_SCATTER_POINTS = 1000
+# Key standing for a missing value in slices, fairness groups and categorical profiles.
+NULL_KEY = "__null__"
+# Share of categories beyond the top-N kept in a categorical profile.
+OTHER_KEY = "__other__"
+PROFILE_VERSION = 1
+QUANTILES = 101
+
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _py(value: Any) -> Any:
+    """A numpy/pandas scalar as the plain Python value json can write."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _opt(value: Any) -> float | None:
+    """Rounded float, or None where the value is undefined (NaN)."""
+    number = float(value)
+    return None if math.isnan(number) else round_sig(number)
+
+
+def profile_key(value: Any) -> str:
+    """A value as a JSON object key; integral floats lose their ".0" (1.0 -> "1"), so a label
+    read as float (e.g. from a CSV with gaps) keys like the same label read as int."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(_py(value))
+
+
+def _keys(values: pd.Series) -> np.ndarray:
+    """Values as string keys (JSON object keys), missing values as NULL_KEY."""
+    return np.array(
+        [NULL_KEY if pd.isna(v) else profile_key(v) for v in values.tolist()], dtype=object
+    )
+
+
+def sample_indices(n: int, limit: int) -> np.ndarray:
+    """At most `limit` evenly spread positions of range(n), first and last included."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, limit)).astype(int))
+
+
+def positive_class(classes: Sequence[Any], positive_label: Any) -> Any:
+    """The entry of model.classes_ that is task.positive_label (int 1 matches "1" and 1)."""
+    for cls in classes:
+        if _py(cls) == positive_label or str(cls) == str(positive_label):
+            return _py(cls)
+    known = [_py(c) for c in classes]
+    raise InputError(
+        f"task.positive_label {positive_label!r} is not a class of the model {known!r}"
+    )
+
+
+def model_classes(model: Any, task: Task) -> tuple[Any, ...]:
+    """model.classes_ as plain values for a classification task, () for regression."""
+    found = getattr(model, "classes_", None)
+    if task.type == "regression":
+        if found is not None:
+            raise InputError("task.type is regression but the model is a classifier")
+        return ()
+    if found is None:
+        raise InputError(f"task.type is {task.type} but the model is not a classifier")
+    return tuple(_py(c) for c in found)
+
+
+def proba_matrix(scored: pd.DataFrame, classes: Sequence[Any]) -> np.ndarray:
+    """The proba_<class> columns of predict.score's output, in `classes` order."""
+    names = [f"proba_{c}" for c in classes]
+    missing = [n for n in names if n not in scored.columns]
+    if missing:
+        raise InputError(f"scored frame lacks probability columns {missing}")
+    return scored[names].to_numpy(dtype=float)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def task_metrics(
+    actual: pd.Series,
+    scored: pd.DataFrame,
+    classes: Sequence[Any],
+    task: Task,
+    *,
+    require_auc: bool = True,
+) -> dict[str, float]:
+    """The task's metric set (see pipeline.metrics) for actual labels vs predict.score output."""
+    predicted = scored["prediction"].to_numpy()
+    if task.type == "regression":
+        return regression_metrics(actual.to_numpy(dtype=float), predicted.astype(float))
+    proba = proba_matrix(scored, classes)
+    if task.type == "binary":
+        positive = positive_class(classes, task.positive_label)
+        return binary_metrics(
+            actual.to_numpy(), predicted, proba, classes, positive, require_auc=require_auc
+        )
+    return multiclass_metrics(actual.to_numpy(), predicted, proba, classes, require_auc=require_auc)
+
+
+def slice_metrics(
+    frame: pd.DataFrame,
+    actual: pd.Series,
+    scored: pd.DataFrame,
+    classes: Sequence[Any],
+    task: Task,
+    columns: Sequence[str],
+    min_size: int,
+) -> Json:
+    """{column: {value: {"n", "metrics"}}}; metrics null when n < min_size.
+
+    Within a slice, roc_auc is left out when the slice lacks a class (it is undefined there);
+    any other non-finite metric is an error as everywhere else.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"evaluate.slices: columns {missing} are not in the test data")
+    out: Json = {}
+    for column in columns:
+        keys = _keys(frame[column])
+        groups: Json = {}
+        for key in sorted(set(keys.tolist())):
+            mask = keys == key
+            n = int(mask.sum())
+            metrics = None
+            if n >= min_size:
+                try:
+                    metrics = task_metrics(
+                        actual[mask], scored[mask], classes, task, require_auc=False
+                    )
+                except MetricError as exc:
+                    raise MetricError(f"slice {column}={key}: {exc}") from exc
+            groups[key] = {"n": n, "metrics": metrics}
+        out[column] = groups
+    return out
+
+
+# --------------------------------------------------------------------------- fairness
+
+
+def _rate(y_true: Any, y_pred: Any, given: bool) -> float:
+    """Share of predicted positives among rows whose actual label is `given` (NaN if none)."""
+    truth = np.asarray(y_true, dtype=bool)
+    pred = np.asarray(y_pred, dtype=bool)
+    rows = truth == given
+    return float(pred[rows].mean()) if rows.any() else math.nan
+
+
+def _tpr(y_true: Any, y_pred: Any) -> float:
+    return _rate(y_true, y_pred, True)
+
+
+def _fpr(y_true: Any, y_pred: Any) -> float:
+    return _rate(y_true, y_pred, False)
+
+
+def _rmse(y_true: Any, y_pred: Any) -> float:
+    return math.sqrt(mean_squared_error(y_true, y_pred))
+
+
+def _gap(frame: MetricFrame, name: str) -> float:
+    """Largest between-group difference of one metric (groups where it is undefined skipped)."""
+    return float(frame.difference(method="between_groups")[name])
+
+
+def _ratio(frame: MetricFrame, name: str) -> float:
+    """Smallest over largest group value of one metric (NaN when the largest is 0)."""
+    return float(frame.ratio(method="between_groups")[name])
+
+
+def fairness(
+    sensitive: pd.Series,
+    actual: pd.Series,
+    scored: pd.DataFrame,
+    classes: Sequence[Any],
+    task: Task,
+) -> Json:
+    """fairlearn MetricFrame over the sensitive attribute: per-group rates and their gaps.
+
+    binary: selection_rate, accuracy, tpr, fpr per group (tpr/fpr null where a group lacks
+    that actual class); demographic parity difference/ratio, equalized odds difference,
+    accuracy difference. multiclass: accuracy per group and its difference. regression: mae
+    and rmse per group and their differences.
+    """
+    groups = _keys(sensitive)
+    predicted = scored["prediction"].to_numpy()
+    fns: dict[str, Callable[..., float]]
+    if task.type == "binary":
+        positive = positive_class(classes, task.positive_label)
+        y_true: Any = actual.to_numpy() == positive
+        y_pred: Any = predicted == positive
+        fns = {
+            "n": count,
+            "selection_rate": selection_rate,
+            "accuracy": accuracy_score,
+            "tpr": _tpr,
+            "fpr": _fpr,
+        }
+    elif task.type == "multiclass":
+        y_true, y_pred = actual.to_numpy(), predicted
+        fns = {"n": count, "accuracy": accuracy_score}
+    else:
+        y_true, y_pred = actual.to_numpy(dtype=float), predicted.astype(float)
+        fns = {"n": count, "mae": mean_absolute_error, "rmse": _rmse}
+    try:
+        with np.errstate(all="ignore"):
+            frame = MetricFrame(
+                metrics=fns, y_true=y_true, y_pred=y_pred, sensitive_features=groups
+            )
+    except ValueError as exc:
+        raise MetricError(f"fairness metrics cannot be computed: {exc}") from exc
+
+    if task.type == "binary":
+        values = {
+            "demographic_parity_difference": _gap(frame, "selection_rate"),
+            "demographic_parity_ratio": float(
+                frame.ratio(method="between_groups")["selection_rate"]
+            ),
+            "equalized_odds_difference": max(_gap(frame, "tpr"), _gap(frame, "fpr")),
+            "accuracy_difference": _gap(frame, "accuracy"),
+        }
+    elif task.type == "multiclass":
+        values = {"accuracy_difference": _gap(frame, "accuracy")}
+    else:
+        values = {"mae_difference": _gap(frame, "mae"), "rmse_difference": _gap(frame, "rmse")}
+
+    by_group: Json = {}
+    for key, row in frame.by_group.iterrows():
+        entry: Json = {"n": int(row["n"])}
+        entry.update({name: _opt(row[name]) for name in fns if name != "n"})
+        by_group[str(key)] = entry
+    return {
+        "sensitive": str(sensitive.name),
+        "metrics": {name: finite(name, value) for name, value in values.items()},
+        "groups": by_group,
+    }
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _curve(columns: Mapping[str, np.ndarray], points: int) -> list[Json]:
+    """Rows of a curve kept at `points` evenly spread positions (small, stable git diffs)."""
+    n = len(next(iter(columns.values())))
+    keep = sample_indices(n, points)
+    return [{name: round_sig(values[i]) for name, values in columns.items()} for i in keep]
+
+
+def _calibration(confidence: np.ndarray, hit: np.ndarray, bins: int) -> list[Json]:
+    """Equal-width bins over [0, 1]: mean confidence vs observed frequency, empty bins omitted."""
+    index = np.clip(np.floor(confidence * bins).astype(int), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            rows.append(
+                {
+                    "mean_predicted": round_sig(confidence[mask].mean()),
+                    "fraction_positive": round_sig(hit[mask].mean()),
+                    "count": int(mask.sum()),
+                }
+            )
+    return rows
+
+
+def plot_data(
+    actual: pd.Series,
+    scored: pd.DataFrame,
+    classes: Sequence[Any],
+    task: Task,
+    cfg: Evaluate,
+) -> dict[str, list[Json]]:
+    """{plot stem: rows} for the task's DVC plots (see PLOTS).
+
+    binary: roc and precision_recall (curve points at evaluate.curve_points evenly spread
+    positions; the threshold "above every score" is written as 1.0), confusion (one row per test
+    row), calibration of the positive-class probability. multiclass: confusion, and calibration
+    of the top-class probability against accuracy. regression: residuals (actual - predicted)
+    and predicted_vs_actual, at most MAX_SCATTER_POINTS evenly spread rows.
+    """
+    predicted = scored["prediction"].to_numpy()
+    if task.type == "regression":
+        y = actual.to_numpy(dtype=float)
+        p = predicted.astype(float)
+        keep = sample_indices(len(y), MAX_SCATTER_POINTS)
+        return {
+            "residuals": [
+                {"predicted": round_sig(p[i]), "residual": round_sig(y[i] - p[i])} for i in keep
+            ],
+            "predicted_vs_actual": [
+                {"actual": round_sig(y[i]), "predicted": round_sig(p[i])} for i in keep
+            ],
+        }
+    truth = actual.to_numpy()
+    confusion = [
+        {"actual": _py(a), "predicted": _py(b)} for a, b in zip(truth, predicted, strict=True)
+    ]
+    proba = proba_matrix(scored, classes)
+    if task.type == "multiclass":
+        hit = (predicted == truth).astype(float)
+        return {
+            "confusion": confusion,
+            "calibration": _calibration(proba.max(axis=1), hit, cfg.calibration_bins),
+        }
+    positive = positive_class(classes, task.positive_label)
+    is_pos = truth == positive
+    p_pos = proba[:, list(map(_py, classes)).index(positive)]
+    fpr, tpr, roc_thr = roc_curve(is_pos, p_pos)
+    precision, recall, pr_thr = precision_recall_curve(is_pos, p_pos)
+    # precision_recall_curve's last point (recall 0) has no threshold: it is "above every score".
+    pr_thr = np.append(pr_thr, 1.0)
+    return {
+        "roc": _curve(
+            {"fpr": fpr, "tpr": tpr, "threshold": np.minimum(roc_thr, 1.0)}, cfg.curve_points
+        ),
+        "precision_recall": _curve(
+            {"recall": recall, "precision": precision, "threshold": np.minimum(pr_thr, 1.0)},
+            cfg.curve_points,
+        ),
+        "confusion": confusion,
+        "calibration": _calibration(p_pos, is_pos.astype(float), cfg.calibration_bins),
+    }
+
+
+# --------------------------------------------------------------------------- reference profile
+
+
+def bin_index(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
+    """Bin of each value: bin i holds edges[i] <= x < edges[i+1], the last bin also edges[-1];
+    values below edges[0] or above edges[-1] count in the first or last bin.
+
+    drift uses this with a profile's edges so a batch is binned exactly like the reference.
+    """
+    bins = max(len(edges) - 1, 1)
+    index = np.searchsorted(np.asarray(edges, dtype=float), values, side="right") - 1
+    return np.clip(index, 0, bins - 1)
+
+
+def numeric_profile(values: pd.Series, bins: int) -> Json:
+    """null_fraction, mean/std/min/max, quantile bin edges + frequencies, 101 quantiles."""
+    try:
+        array = values.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{values.name}: cannot profile as numeric ({exc})") from exc
+    present = array[~np.isnan(array)]
+    null_fraction = round_sig(1.0 - len(present) / len(array)) if len(array) else 0.0
+    profile: Json = {"kind": "numeric", "null_fraction": null_fraction}
+    if not len(present):
+        return profile | {
+            "mean": None,
+            "std": None,
+            "min": None,
+            "max": None,
+            "edges": [],
+            "frequencies": [],
+            "quantiles": [],
+        }
+    if not np.isfinite(present).all():
+        raise InputError(f"{values.name}: infinite values cannot be profiled")
+    # Edges are rounded first and frequencies computed with the rounded edges, so a batch
+    # binned with the written edges (bin_index) is comparable bin for bin.
+    raw_edges = np.quantile(present, np.linspace(0.0, 1.0, bins + 1))
+    edges = sorted({round_sig(e) for e in raw_edges})
+    if len(edges) == 1:  # a constant column: one bin [v, v]
+        edges = [edges[0], edges[0]]
+    counts = np.bincount(bin_index(edges, present), minlength=len(edges) - 1)
+    return profile | {
+        "mean": round_sig(present.mean()),
+        "std": round_sig(present.std()),
+        "min": round_sig(present.min()),
+        "max": round_sig(present.max()),
+        "edges": edges,
+        "frequencies": [round_sig(c / len(present)) for c in counts],
+        "quantiles": [round_sig(q) for q in np.quantile(present, np.linspace(0, 1, QUANTILES))],
+    }
+
+
+def categorical_profile(values: pd.Series, top: int) -> Json:
+    """null_fraction and the shares of the `top` most frequent values, the rest as __other__."""
+    # Count first, key after: the string conversion touches each distinct value once.
+    counts: Counter[str] = Counter()
+    for value, c in values.value_counts(dropna=True, sort=False).items():
+        if c:  # a categorical dtype lists unused categories with count 0
+            counts[profile_key(value)] += int(c)
+    n = sum(counts.values())
+    total = len(values)
+    null_fraction = round_sig(1.0 - n / total) if total else 0.0
+    # Most frequent first, ties by name, so the kept set never depends on hash order.
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = ranked[:top]
+    rest = sum(c for _, c in ranked[top:])
+    frequencies = {k: round_sig(c / n) for k, c in kept}
+    frequencies[OTHER_KEY] = round_sig(rest / n) if n else 0.0
+    return {"kind": "categorical", "null_fraction": null_fraction, "frequencies": frequencies}
+
+
+def reference_profile(
+    train: pd.DataFrame,
+    scored: pd.DataFrame,
+    classes: Sequence[Any],
+    features: Features,
+    task: Task,
+    cfg: Profile,
+) -> Json:
+    """The drift reference: profiles of the training features and target, and of predictions.
+
+    Predictions are profiled on the held-out test rows (`scored`): predictions on training rows
+    are overconfident, so they would not resemble what the model does in production.
+    """
+    missing = [c for c in (*features.numeric, *features.categorical, task.target) if c not in train]
+    if missing:
+        raise InputError(f"training data lacks columns {missing}")
+    columns: Json = {name: numeric_profile(train[name], cfg.bins) for name in features.numeric}
+    columns |= {
+        name: categorical_profile(train[name], cfg.top_categories) for name in features.categorical
+    }
+    predicted = scored["prediction"]
+    if task.type == "regression":
+        target = numeric_profile(train[task.target], cfg.bins)
+        prediction = numeric_profile(predicted.astype(float), cfg.bins)
+    else:
+        target = categorical_profile(train[task.target], cfg.top_categories)
+        if task.type == "binary":
+            positive = positive_class(classes, task.positive_label)
+            p_pos = pd.Series(scored[f"proba_{positive}"], name="prediction")
+            prediction = numeric_profile(p_pos, cfg.bins)
+        else:
+            prediction = categorical_profile(predicted, cfg.top_categories)
+    return {
+        "version": PROFILE_VERSION,
+        "rows": len(train),
+        "columns": columns,
+        "target": target,
+        "prediction": prediction,
+    }
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _ms_percentiles(seconds: list[float]) -> tuple[float, float]:
+    p50, p95 = np.percentile(np.asarray(seconds) * 1000.0, [50, 95])
+    return round_sig(p50), round_sig(p95)
+
+
+def benchmark(
+    model: Any, frame: pd.DataFrame, task: Task, cfg: Benchmark, model_size_bytes: int
+) -> Json:
+    """Latency of predict.score on one row and on a batch (p50/p95 over cfg.repeats), rows/s.
+
+    The one output that varies run to run, hence its own file. Timing uses the same scoring
+    path as `predict`, so it measures what serving pays (feature transform included). It runs
+    on ONE thread: OpenMP estimators (hist gradient boosting) spin up every core per call,
+    which on a shared CI runner made single-row latency ten times slower and far noisier,
+    and a one-thread figure compares across machines with different core counts.
+    """
+    if frame.empty:
+        raise InputError("benchmark needs at least one row")
+    batch = frame.iloc[np.arange(cfg.batch_rows) % len(frame)]
+    rows = [frame.iloc[[i % len(frame)]] for i in range(cfg.repeats)]
+    single, batched = [], []
+    with threadpool_limits(limits=1):
+        score(model, batch, task)  # warm-up: first-call costs are not latency
+        for row in rows:
+            start = time.perf_counter()
+            score(model, row, task)
+            single.append(time.perf_counter() - start)
+        for _ in range(cfg.repeats):
+            start = time.perf_counter()
+            score(model, batch, task)
+            batched.append(time.perf_counter() - start)
+    s50, s95 = _ms_percentiles(single)
+    b50, b95 = _ms_percentiles(batched)
+    return {
+        "latency_ms_single_p50": s50,
+        "latency_ms_single_p95": s95,
+        "latency_ms_batch_p50": b50,
+        "latency_ms_batch_p95": b95,
+        "batch_rows": cfg.batch_rows,
+        "rows_per_second": finite("rows_per_second", cfg.batch_rows / max(b50 / 1000.0, 1e-9)),
+        "model_size_bytes": int(model_size_bytes),
+    }
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{what}: missing columns {missing}")
+    if frame.empty:
+        raise InputError(f"{what}: no rows")
+
+
+def run(params: Params) -> None:
+    """Score the test set and write predictions, metrics, slices, fairness, benchmark,
+    reference profile and the task's plot files. Nothing is written unless all are valid."""
+    paths, task, cfg = params.paths, params.task, params.evaluate
+    model = load_model(paths.model)
+    test = io.read_table(paths.test)
+    train = io.read_table(paths.train)
+    sensitive = [task.sensitive] if task.sensitive is not None else []
+    _require(test, [task.target, *sensitive, *cfg.slices], paths.test)
+    _require(train, [task.target], paths.train)
+
+    actual = test[task.target]
+    if actual.isna().any():
+        raise InputError(f"{paths.test}: target {task.target!r} has empty values")
+    classes = model_classes(model, task)
+    features = test.drop(columns=[task.target])
+    scored = score(model, features, task)
+
+    metrics = task_metrics(actual, scored, classes, task)
+    slices = slice_metrics(test, actual, scored, classes, task, cfg.slices, cfg.min_slice_size)
+    fair: dict[str, Any] = (
+        fairness(test[task.sensitive], actual, scored, classes, task)
+        if task.sensitive is not None
+        else {
+            "sensitive": None,
+            "metrics": {},
+            "groups": {},
+        }  # no attribute named: nothing to measure
+    )
+    plots = plot_data(actual, scored, classes, task, cfg)
+    reference = reference_profile(train, scored, classes, params.features, task, cfg.profile)
+    bench = benchmark(model, features, task, cfg.benchmark, Path(paths.model).stat().st_size)
+
+    # Serialise everything before writing anything: dumps_json rejects NaN/inf.
+    texts = {
+        paths.metrics: io.dumps_json(metrics),
+        paths.slices: io.dumps_json(slices),
+        paths.fairness: io.dumps_json(fair),
+        paths.reference: io.dumps_json(reference),
+        paths.benchmark: io.dumps_json(bench),
+    }
+    plot_dir = Path(paths.plots)
+    texts |= {str(plot_dir / f"{stem}.json"): io.dumps_json(rows) for stem, rows in plots.items()}
+
+    predictions = scored.reset_index(drop=True).assign(actual=actual.to_numpy())
+    io.write_table(paths.predictions, predictions)
+    for path, text in texts.items():
+        io.write_text(path, text)
+    for stem in ALL_PLOTS:
+        if stem not in plots:  # a plot of another task type left from an earlier run
+            (plot_dir / f"{stem}.json").unlink(missing_ok=True)

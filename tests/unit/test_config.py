@@ -1,0 +1,163 @@
+"""params.yaml is parsed like DVC parses it, validated fully, and returned frozen and typed."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline import config
+from pipeline.cli import main
+from pipeline.errors import ConfigError
+from tests.conftest import REPO_ROOT, set_param
+
+
+@pytest.fixture
+def params_file(tmp_path: Path) -> Path:
+    target = tmp_path / "params.yaml"
+    shutil.copy(REPO_ROOT / "params.yaml", target)
+    return target
+
+
+def _errors(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.load_params(path)
+    return info.value.violations
+
+
+def test_shipped_params_load_as_frozen_typed_objects() -> None:
+    params = config.load_params(REPO_ROOT / "params.yaml")
+    assert params.task.type in {"binary", "multiclass", "regression"}
+    assert isinstance(params.features.numeric, tuple)
+    assert isinstance(params.evaluate.benchmark.repeats, int)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.model = "ridge"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        params.train.kwargs["max_iter"] = 1  # type: ignore[index]
+
+
+def test_misspelt_key_is_rejected_with_file_and_path(params_file: Path) -> None:
+    params_file.write_text(params_file.read_text().replace("  test_size:", "  tset_size:"))
+    errors = _errors(params_file)
+    assert any(str(params_file) in e and "split" in e and "tset_size" in e for e in errors), errors
+    assert any("test_size" in e and "required" in e for e in errors), errors
+
+
+def test_wrong_type_names_key_and_value(params_file: Path) -> None:
+    set_param(params_file, "rows", '"many"')
+    errors = _errors(params_file)
+    assert errors == [f"{params_file}: ingest.generator.rows: 'many' is not of type 'integer'"]
+
+
+def test_out_of_range_number(params_file: Path) -> None:
+    set_param(params_file, "test_size", "1.5")
+    errors = _errors(params_file)
+    assert len(errors) == 1
+    assert "split.test_size" in errors[0]
+    assert "1.5" in errors[0]
+
+
+def test_every_violation_is_reported_at_once(params_file: Path) -> None:
+    set_param(params_file, "test_size", "1.5")
+    set_param(params_file, "rows", "-3")
+    set_param(params_file, "type", "clustering")
+    errors = _errors(params_file)
+    assert len(errors) == 3, errors
+    joined = "\n".join(errors)
+    for key in ("split.test_size", "ingest.generator.rows", "task.type"):
+        assert key in joined
+
+
+def test_scientific_notation_is_a_float_as_in_yaml_1_2(params_file: Path) -> None:
+    # PyYAML (YAML 1.1) would read 1e-3 as the *string* "1e-3"; DVC and we read a float.
+    set_param(params_file, "learning_rate", "1e-3")
+    params = config.load_params(params_file)
+    assert params.train.kwargs["learning_rate"] == pytest.approx(0.001)
+    assert isinstance(params.train.kwargs["learning_rate"], float)
+
+
+def test_yaml_1_1_booleans_are_strings_in_1_2(params_file: Path) -> None:
+    # `no` is a boolean in YAML 1.1 but a string in 1.2: a bool-typed key must reject it.
+    set_param(params_file, "stratify", "no")
+    errors = _errors(params_file)
+    assert errors == [f"{params_file}: split.stratify: 'no' is not of type 'boolean'"]
+
+
+def test_duplicate_key_is_an_error_naming_the_line(params_file: Path) -> None:
+    text = params_file.read_text().replace("  seed: 42\n", "  seed: 42\n  seed: 43\n", 1)
+    params_file.write_text(text)
+    errors = _errors(params_file)
+    assert len(errors) == 1
+    assert "duplicate key" in errors[0]
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t == "  seed: 43")
+    assert errors[0].startswith(f"{params_file}:{line}:")
+
+
+def test_empty_file(params_file: Path) -> None:
+    params_file.write_text("")
+    assert _errors(params_file) == [f"{params_file}: file is empty (expected a mapping)"]
+
+
+def test_invalid_yaml_names_file_and_line(params_file: Path) -> None:
+    lines = params_file.read_text().splitlines()
+    lines[5] = "project: [unclosed"
+    params_file.write_text("\n".join(lines) + "\n")
+    errors = _errors(params_file)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{params_file}:")
+    assert "invalid YAML" in errors[0]
+    reported_line = int(errors[0].split(":")[1])
+    assert 6 <= reported_line <= 8
+
+
+def test_nan_is_rejected_even_where_schema_would_accept_it(params_file: Path) -> None:
+    # jsonschema lets NaN through `maximum` (NaN compares False both ways): fail closed.
+    set_param(params_file, "label_noise", ".nan")
+    errors = _errors(params_file)
+    assert errors == [f"{params_file}: ingest.generator.label_noise: nan is not a finite number"]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert _errors(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: file not found"]
+
+
+def test_cross_checks_feature_declarations(params_file: Path) -> None:
+    set_param(params_file, "categorical", "[region, employment, age]")
+    errors = _errors(params_file)
+    assert errors == [f"{params_file}: features: column 'age' is declared twice"]
+
+
+def test_cli_exits_2_and_writes_nothing_on_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_param(tmp_path / "params.yaml", "rows", "ten")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "ingest.generator.rows" in err
+    assert "'ten'" in err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("name", ["params", "contract", "promotion", "monitoring", "registry"])
+def test_shipped_schemas_are_strict_draft_2020_12(name: str) -> None:
+    path = REPO_ROOT / "pipeline" / "schemas" / f"{name}.schema.json"
+    if not path.exists():
+        pytest.fail(f"{path} is missing")
+    schema = config.schema(name)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+    def objects(node: object) -> list[dict[str, object]]:
+        if isinstance(node, dict):
+            found = [node] if node.get("type") == "object" and "properties" in node else []
+            return found + [o for v in node.values() for o in objects(v)]
+        if isinstance(node, list):
+            return [o for v in node for o in objects(v)]
+        return []
+
+    for obj in objects(schema):
+        assert obj.get("additionalProperties") is False, obj
