@@ -277,3 +277,10 @@ promotion-check: setup
 	fi; \
 	if [[ -n "$${GITHUB_STEP_SUMMARY:-}" ]]; then cat $(PR_DIR)/report.md >> "$$GITHUB_STEP_SUMMARY"; fi; \
 	exit $$rc
+
+# Re-pin every dependency (with hashes) after editing pyproject.toml's dependency lists.
+.PHONY: lock
+lock: setup
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+	  -o requirements.lock

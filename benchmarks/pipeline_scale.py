@@ -73,7 +73,7 @@ def bench(rows: int, repeats: int) -> dict[str, float]:
         for _ in range(repeats):
             # Force the downstream stages to run again on every repeat.
             pipe.append(
-                measure(["dvc", "repro", "-q", "--force-downstream", "-f", "validate"], repo)
+                measure(["dvc", "repro", "-q", "--force", "--downstream", "validate"], repo)
             )
             base.append(
                 measure(

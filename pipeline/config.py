@@ -194,6 +194,7 @@ class Paths:
     monitoring: str
     registry: str
     production: str
+    extra: str
 
 
 @frozen

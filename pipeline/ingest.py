@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import urllib.error
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import Generator, Params, Task, build
 from pipeline.errors import ConfigError, InputError, UsageError
-from pipeline.io import read_table, write_table
+from pipeline.io import TABLE_SUFFIXES, read_table, write_table
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -481,17 +482,50 @@ def load_source(source: str, dtypes: Mapping[str, str]) -> pd.DataFrame:
     return coerce_types(frame, dtypes)
 
 
+def extra_batches(directory: str | Path) -> list[Path]:
+    """The labelled batches in `directory` (CSV/Parquet), in name order; none if it is absent."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES)
+
+
+def append_batches(base: pd.DataFrame, batches: Sequence[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Append batches to the source data; each must carry exactly the source's columns."""
+    if not batches:
+        return base
+    expected = set(base.columns)
+    for name, batch in batches:
+        missing, extra = (
+            sorted(expected - set(batch.columns)),
+            sorted(set(batch.columns) - expected),
+        )
+        if missing or extra:
+            raise InputError(
+                f"{name}: a training batch must have the source's columns "
+                f"(missing: {missing or 'none'}, unexpected: {extra or 'none'})"
+            )
+    frames = [base, *(batch[list(base.columns)] for _, batch in batches)]
+    return pd.concat(frames, ignore_index=True)
+
+
 def run(params: Params) -> None:
-    """Generate (or read) the raw dataset and write it to paths.raw."""
+    """Generate (or read) the raw dataset, append the extra batches, write it to paths.raw."""
+    extras = extra_batches(params.paths.extra)
+    if params.ingest.source == "generator" and not extras:
+        write_table(params.paths.raw, generate(params.ingest.generator, params.task))
+        return
+    from pipeline.validate import load_contract
+
+    # Files carry no types (CSV): the contract says which columns are dates and categories.
+    contract = load_contract(params.paths.contract)
+    dtypes = {name: spec.dtype for name, spec in contract.columns.items()}
     if params.ingest.source == "generator":
         frame = generate(params.ingest.generator, params.task)
     else:
-        from pipeline.validate import load_contract
-
-        contract = load_contract(params.paths.contract)
-        dtypes = {name: spec.dtype for name, spec in contract.columns.items()}
         try:
             frame = load_source(params.ingest.source, dtypes)
         except InputError as exc:
             raise InputError(f"ingest.source: {exc}") from exc
-    write_table(params.paths.raw, frame)
+    batches = [(str(p), load_source(str(p), dtypes)) for p in extras]
+    write_table(params.paths.raw, append_batches(frame, batches))

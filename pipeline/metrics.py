@@ -12,17 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    log_loss,
-    mean_absolute_error,
-    mean_squared_error,
-    precision_score,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from pipeline.errors import MetricError
 
@@ -117,6 +106,8 @@ def binary_metrics(
     no predicted/actual positives are 0 (sklearn's zero_division=0), never NaN. With
     `require_auc=False` roc_auc is omitted when `actual` holds a single class (slices).
     """
+    from sklearn import metrics as skm  # lazily: report/policy import DIRECTION only
+
     labels = list(classes)
     if len(labels) != 2 or positive_label not in labels:
         raise MetricError(
@@ -130,14 +121,14 @@ def binary_metrics(
     p_pos = p_all[:, labels.index(positive_label)]
     pos: dict[str, Any] = {"pos_label": positive_label, "zero_division": 0}
     out: dict[str, Callable[[], Any]] = {
-        "accuracy": lambda: accuracy_score(y_true, y_pred),
-        "f1": lambda: f1_score(y_true, y_pred, **pos),
-        "precision": lambda: precision_score(y_true, y_pred, **pos),
-        "recall": lambda: recall_score(y_true, y_pred, **pos),
-        "log_loss": lambda: log_loss(y_true, p_all, labels=labels),
+        "accuracy": lambda: skm.accuracy_score(y_true, y_pred),
+        "f1": lambda: skm.f1_score(y_true, y_pred, **pos),
+        "precision": lambda: skm.precision_score(y_true, y_pred, **pos),
+        "recall": lambda: skm.recall_score(y_true, y_pred, **pos),
+        "log_loss": lambda: skm.log_loss(y_true, p_all, labels=labels),
     }
     if len(np.unique(is_pos)) == 2:
-        out["roc_auc"] = lambda: roc_auc_score(is_pos, p_pos)
+        out["roc_auc"] = lambda: skm.roc_auc_score(is_pos, p_pos)
     elif require_auc:
         raise MetricError("metric 'roc_auc' is undefined: the actual labels hold a single class")
     return _checked(out)
@@ -155,22 +146,24 @@ def multiclass_metrics(
 
     With `require_auc=False` roc_auc is omitted when some class is absent from `actual` (slices).
     """
+    from sklearn import metrics as skm  # lazily: report/policy import DIRECTION only
+
     labels = list(classes)
     y_true = np.asarray(actual)
     y_pred = np.asarray(predicted)
     p_all = np.asarray(proba, dtype=float)
     macro: dict[str, Any] = {"labels": labels, "average": "macro", "zero_division": 0}
     out: dict[str, Callable[[], Any]] = {
-        "accuracy": lambda: accuracy_score(y_true, y_pred),
-        "f1": lambda: f1_score(y_true, y_pred, **macro),
-        "precision": lambda: precision_score(y_true, y_pred, **macro),
-        "recall": lambda: recall_score(y_true, y_pred, **macro),
-        "log_loss": lambda: log_loss(y_true, p_all, labels=labels),
+        "accuracy": lambda: skm.accuracy_score(y_true, y_pred),
+        "f1": lambda: skm.f1_score(y_true, y_pred, **macro),
+        "precision": lambda: skm.precision_score(y_true, y_pred, **macro),
+        "recall": lambda: skm.recall_score(y_true, y_pred, **macro),
+        "log_loss": lambda: skm.log_loss(y_true, p_all, labels=labels),
     }
     present = {str(v) for v in np.unique(y_true)}
     missing = sorted({str(c) for c in labels} - present)
     if not missing and len(labels) > 2:
-        out["roc_auc"] = lambda: roc_auc_score(
+        out["roc_auc"] = lambda: skm.roc_auc_score(
             y_true, p_all, multi_class="ovr", average="macro", labels=labels
         )
     elif require_auc:
@@ -184,14 +177,16 @@ def regression_metrics(
     actual: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray
 ) -> dict[str, float]:
     """rmse, mae and r2."""
+    from sklearn import metrics as skm  # lazily: report/policy import DIRECTION only
+
     y_true = np.asarray(actual, dtype=float)
     y_pred = np.asarray(predicted, dtype=float)
     if y_true.size < 2:
         raise MetricError("metric 'r2' is undefined for fewer than 2 rows")
     return _checked(
         {
-            "rmse": lambda: math.sqrt(mean_squared_error(y_true, y_pred)),
-            "mae": lambda: mean_absolute_error(y_true, y_pred),
-            "r2": lambda: r2_score(y_true, y_pred),
+            "rmse": lambda: math.sqrt(skm.mean_squared_error(y_true, y_pred)),
+            "mae": lambda: skm.mean_absolute_error(y_true, y_pred),
+            "r2": lambda: skm.r2_score(y_true, y_pred),
         }
     )

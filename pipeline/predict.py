@@ -68,11 +68,14 @@ def score(model: Any, frame: pd.DataFrame, task: Task) -> pd.DataFrame:
         raise InputError(f"input lacks the model's column(s): {', '.join(missing)}")
     features = frame.loc[:, columns]
     out = pd.DataFrame(index=frame.index)
-    out["prediction"] = np.asarray(model.predict(features))
-    if task.type != "regression":
-        proba = np.asarray(model.predict_proba(features), dtype=np.float64)
-        for i, label in enumerate(model.classes_):
-            out[f"proba_{label}"] = proba[:, i]
+    if task.type == "regression":
+        out["prediction"] = np.asarray(model.predict(features))
+        return out
+    # One pass: every allowlisted classifier's predict() is the argmax of predict_proba().
+    proba = np.asarray(model.predict_proba(features), dtype=np.float64)
+    out["prediction"] = np.asarray(model.classes_)[np.argmax(proba, axis=1)]
+    for i, label in enumerate(model.classes_):
+        out[f"proba_{label}"] = proba[:, i]
     return out
 
 

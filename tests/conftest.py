@@ -12,10 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import config
 from tests.s3server import s3_server  # noqa: F401 (fixture: a real S3 server per module)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# The demo configuration (built-in generator, binary credit-default task) pinned as fixtures:
+# the template's machinery is tested on it, whatever a fork's `init` made of the live files.
+DEMO_ROOT = Path(__file__).resolve().parent / "demo"
+DEMO_FILES = (
+    "params.yaml",
+    "policies/contract.yaml",
+    "policies/promotion.yaml",
+    "policies/monitoring.yaml",
+    "models/registry.yaml",
+)
+# Written by `python -m pipeline init`; the demo copy must look never initialized.
+INIT_STATE = ".init-state.json"
 
 # Small enough that a whole `dvc repro` takes seconds, large enough for every slice/metric.
 E2E_ROWS = 3000
@@ -92,13 +105,36 @@ def set_param(params_file: Path, key: str, value: str) -> None:
     params_file.write_text(new)
 
 
+def fork_files() -> set[str]:
+    """Files of the live checkout that a fresh demo copy must not have: the init record, the
+    data file `ingest.source` names (and its .dvc file), and the git-tracked outputs of earlier
+    pipeline runs (dvc.lock, metrics, plots...), which describe the live data, not the demo's."""
+    own = {INIT_STATE}
+    live = config.parse_yaml((REPO_ROOT / "params.yaml").read_text(), "params.yaml")
+    source = str(live.get("ingest", {}).get("source", "generator"))
+    own |= {source, f"{source}.dvc"}
+    paths = config.load_params(DEMO_ROOT / "params.yaml").paths
+    outputs = ("validation", "feature_spec", "metrics", "slices", "fairness", "benchmark")
+    own |= {"dvc.lock", paths.reference, *(getattr(paths, name) for name in outputs)}
+    own |= {f for f in template_files() if f.startswith(f"{paths.plots}/")}
+    return own
+
+
 def make_template_repo(dest: Path, *, rows: int = E2E_ROWS) -> Path:
-    """Copy the template into `dest`, shrink the data, and commit it on `main`."""
+    """Copy the template into `dest` with the demo configuration (tests/demo/ over the live
+    files, the fork's own data, init record and outputs left out), shrink the data, and commit
+    it on `main`."""
     dest.mkdir(parents=True, exist_ok=True)
+    skip = fork_files()
     for rel in template_files():
+        if rel in skip:
+            continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, target)
+    for rel in DEMO_FILES:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(DEMO_ROOT / rel, dest / rel)
     set_param(dest / "params.yaml", "rows", str(rows))
     git(dest, "init", "-q", "-b", "main")
     git(dest, "config", "user.name", "Test Author")

@@ -26,7 +26,6 @@ from tests.harness import (
     cml_shim,
     gh_shim,
     read_record,
-    recording_shim,
     run_job,
 )
 
@@ -221,7 +220,6 @@ def run_comment_job(
     gh_shim(
         bin_dir, gh_record, {f"repos/{REPO}/pulls/{PR_NUMBER}": {"head": {"sha": api_head_sha}}}
     )
-    recording_shim(bin_dir, "npm", tmp / "npm.jsonl")
     empty = tmp / "runner-workdir"  # no checkout: the job works in an empty directory
     empty.mkdir(exist_ok=True)
     event: dict[str, Any] = {

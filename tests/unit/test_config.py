@@ -11,13 +11,13 @@ import pytest
 from pipeline import config
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from tests.conftest import REPO_ROOT, set_param
+from tests.conftest import DEMO_ROOT, REPO_ROOT, set_param
 
 
 @pytest.fixture
 def params_file(tmp_path: Path) -> Path:
     target = tmp_path / "params.yaml"
-    shutil.copy(REPO_ROOT / "params.yaml", target)
+    shutil.copy(DEMO_ROOT / "params.yaml", target)  # the edits below name the demo's columns
     return target
 
 
@@ -132,7 +132,7 @@ def test_cross_checks_feature_declarations(params_file: Path) -> None:
 def test_cli_exits_2_and_writes_nothing_on_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy(DEMO_ROOT / "params.yaml", tmp_path / "params.yaml")
     set_param(tmp_path / "params.yaml", "rows", "ten")
     monkeypatch.chdir(tmp_path)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))

@@ -13,7 +13,7 @@ from scipy import stats
 from pipeline import drift, evaluate
 from pipeline.config import Params, load_params
 from pipeline.ingest import batch, override
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_ROOT
 
 NUMERIC = ["age", "income", "debt_ratio", "credit_history_months", "open_accounts", "loan_amount"]
 CATEGORICAL = ["region", "employment", "home_ownership"]
@@ -43,7 +43,7 @@ TARGET_SETTINGS = drift.DriftSettings(
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return load_params(DEMO_ROOT / "params.yaml")
 
 
 def generated(params: Params, rows: int, seed: int, **knobs: Any) -> pd.DataFrame:

@@ -44,7 +44,7 @@ from pipeline.evaluate import (
 from pipeline.metrics import DIRECTION, round_sig
 from pipeline.model_io import save_model
 from pipeline.predict import score
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_ROOT
 
 REGIONS = ["north", "south", "east", "west"]
 OUTPUT_KEYS = ("predictions", "metrics", "slices", "fairness", "benchmark", "reference", "plots")
@@ -88,8 +88,8 @@ def make_model(frame: pd.DataFrame, task_type: str) -> Pipeline:
 
 
 def make_params(root: Path, task_type: str, **evaluate: Any) -> Params:
-    """The repository's params.yaml with paths under `root` and a small feature set."""
-    doc = load_yaml(REPO_ROOT / "params.yaml")
+    """The demo's params.yaml with paths under `root` and a small feature set."""
+    doc = load_yaml(DEMO_ROOT / "params.yaml")
     doc["paths"] = {key: str(root / Path(value)) for key, value in doc["paths"].items()}
     doc["task"] = {
         "type": task_type,
@@ -227,7 +227,7 @@ def test_zero_selection_everywhere_makes_the_ratio_an_error() -> None:
 
 
 def _evaluate_cfg(**changes: Any) -> Evaluate:
-    doc = load_yaml(REPO_ROOT / "params.yaml")["evaluate"] | changes
+    doc = load_yaml(DEMO_ROOT / "params.yaml")["evaluate"] | changes
     return build(Evaluate, doc)
 
 
@@ -252,6 +252,24 @@ def test_binary_plot_data() -> None:
     assert sum(b["count"] for b in calibration) == len(frame)
     assert len(calibration) <= 10
     io.dumps_json(plots)  # all finite, JSON-ready
+
+
+def test_confusion_plot_is_capped_and_keeps_the_proportions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline import evaluate
+
+    monkeypatch.setattr(evaluate, "MAX_CONFUSION_ROWS", 100)
+    n = 1000
+    truth = pd.Series(np.tile([0, 1, 1, 0], n // 4))
+    predicted = np.tile([0, 1, 0, 0], n // 4)  # a quarter of rows wrong, all actual 1 -> 0
+    scored = pd.DataFrame(
+        {"prediction": predicted, "proba_0": 1.0 - predicted, "proba_1": predicted * 1.0}
+    )
+    rows = plot_data(truth, scored, (0, 1), task_of("binary"), _evaluate_cfg())["confusion"]
+    assert len(rows) == 100
+    wrong = sum(r["actual"] != r["predicted"] for r in rows)
+    assert 20 <= wrong <= 30  # ~25% as in the full test set
 
 
 def test_regression_plots_are_sampled_deterministically() -> None:

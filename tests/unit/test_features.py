@@ -15,12 +15,12 @@ from pipeline.config import Params, load_params
 from pipeline.errors import ConfigError, InputError
 from pipeline.features import DatetimeParts, compile_features, feature_spec, run, split
 from pipeline.ingest import generate
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_ROOT
 
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return load_params(DEMO_ROOT / "params.yaml")
 
 
 def sample(params: Params, rows: int = 400, task_type: str = "binary") -> pd.DataFrame:

@@ -22,9 +22,9 @@ from pipeline.cli import main
 from pipeline.config import Generator, Params, Task, load_params
 from pipeline.errors import ConfigError, InputError, UsageError
 from pipeline.io import write_table
-from tests.conftest import REPO_ROOT, run, set_param
+from tests.conftest import DEMO_ROOT, REPO_ROOT, run, set_param
 
-PARAMS = load_params(REPO_ROOT / "params.yaml")
+PARAMS = load_params(DEMO_ROOT / "params.yaml")
 TASK = PARAMS.task
 BASE = dataclasses.replace(PARAMS.ingest.generator, rows=6000)
 FEATURES = [
@@ -271,11 +271,11 @@ def test_generate_scales_to_many_rows() -> None:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch copy of params.yaml and policies/, small data, as the working directory."""
+    """A scratch copy of the demo's params.yaml and policies/, small data, as the working dir."""
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
-    shutil.copytree(REPO_ROOT / "policies", work / "policies")
+    shutil.copy(DEMO_ROOT / "params.yaml", work / "params.yaml")
+    shutil.copytree(DEMO_ROOT / "policies", work / "policies")
     set_param(work / "params.yaml", "rows", "2000")
     monkeypatch.chdir(work)
     return work
@@ -291,6 +291,46 @@ def test_run_writes_the_generated_frame(workdir: Path) -> None:
     written = pd.read_parquet(workdir / params.paths.raw)
     expected = ingest.generate(params.ingest.generator, params.task)
     pd.testing.assert_frame_equal(written, expected, check_exact=True)
+
+
+def test_extra_batches_are_appended_in_name_order(workdir: Path) -> None:
+    params = params_in(workdir)
+    extra = workdir / params.paths.extra
+    first = ingest.generate(
+        ingest.override(params.ingest.generator, rows=300, seed=101), params.task
+    )
+    second = ingest.generate(
+        ingest.override(params.ingest.generator, rows=200, seed=102), params.task
+    )
+    write_table(extra / "2025-02.csv", second)  # CSV: types restored from the contract
+    write_table(extra / "2025-01.parquet", first)
+    (extra / "README.md").write_text("not a batch")
+    assert main(["ingest"]) == 0
+    written = pd.read_parquet(workdir / params.paths.raw)
+    base = ingest.generate(params.ingest.generator, params.task)
+    assert len(written) == len(base) + 300 + 200
+    pd.testing.assert_frame_equal(written.iloc[: len(base)], base, check_exact=True)
+    tail = written.iloc[len(base) :].reset_index(drop=True)
+    assert tail["application_id"].tolist() == [
+        *first["application_id"].tolist(),
+        *second["application_id"].tolist(),
+    ]
+    assert tail.dtypes.equals(base.dtypes)
+
+
+def test_extra_batch_without_the_label_is_refused_and_nothing_written(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = params_in(workdir)
+    unlabelled = ingest.generate(
+        ingest.override(params.ingest.generator, rows=50, seed=5), params.task
+    )
+    write_table(workdir / params.paths.extra / "b.parquet", unlabelled.drop(columns=["default"]))
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "b.parquet" in err
+    assert "missing: ['default']" in err
+    assert not (workdir / params.paths.raw).exists()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

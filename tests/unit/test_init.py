@@ -18,9 +18,10 @@ from pipeline.cli import main
 from pipeline.config import Task, load_params, parse_yaml, violations
 from pipeline.errors import InputError
 from pipeline.io import write_table
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_ROOT
 
-PARAMS_TEXT = (REPO_ROOT / "params.yaml").read_text()
+# The template's params.yaml as a fresh fork has it (tests/demo/), not this checkout's own.
+PARAMS_TEXT = (DEMO_ROOT / "params.yaml").read_text()
 # The built-in dataset's task, spelled out: a fork's params.yaml (after init) names its own.
 DEMO_TASK = Task(type="binary", target="default", positive_label=1, sensitive="sex")
 # A small policy in the shipped layout (the repository's own may already be adapted by init).
@@ -191,7 +192,7 @@ def test_infer_roles_target_and_sensitive_are_never_features() -> None:
 
 
 def test_infer_on_the_default_generator_data_recovers_the_shipped_declaration() -> None:
-    generator = load_params(REPO_ROOT / "params.yaml").ingest.generator
+    generator = load_params(DEMO_ROOT / "params.yaml").ingest.generator
     frame = ingest.generate(dataclasses.replace(generator, rows=3000), DEMO_TASK)
     found = init.infer(frame, DEMO_TASK.target, sensitive=DEMO_TASK.sensitive)
     roles = {r.name: r.role for r in found.roles}
@@ -417,7 +418,7 @@ def project(tmp_path: Path, source: str = "generator") -> Path:
     root = tmp_path / "project"
     (root / "policies").mkdir(parents=True)
     (root / "params.yaml").write_text(init.edit_params(PARAMS_TEXT, {"ingest.source": source}))
-    for policy in (REPO_ROOT / "policies").glob("*.yaml"):
+    for policy in (DEMO_ROOT / "policies").glob("*.yaml"):
         shutil.copy(policy, root / "policies" / policy.name)
     return root
 

@@ -25,12 +25,12 @@ from pipeline.errors import InputError
 from pipeline.ingest import generate
 from pipeline.model_io import dumps_model, load_model, loads_model, save_model, trusted_types
 from pipeline.train import ESTIMATORS, build_model, fit
-from tests.conftest import REPO_ROOT, run
+from tests.conftest import DEMO_ROOT, REPO_ROOT, run
 
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return load_params(DEMO_ROOT / "params.yaml")
 
 
 def sample(params: Params, rows: int = 400) -> pd.DataFrame:
@@ -77,7 +77,7 @@ from pipeline.ingest import generate
 from pipeline.model_io import dumps_model, save_model
 from pipeline.train import build_model, fit
 
-p = load_params("params.yaml")
+p = load_params("tests/demo/params.yaml")  # cwd: the repository root
 frame = generate(dataclasses.replace(p.ingest.generator, rows=400), p.task)
 model = fit(build_model(p.features, p.train, p.task), frame, p.features, p.task)
 print(hashlib.sha256(sio.dumps(model)).hexdigest())

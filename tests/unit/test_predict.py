@@ -27,7 +27,7 @@ from pipeline.ingest import generate
 from pipeline.model_io import load_model, save_model
 from pipeline.predict import score, unseen_categories
 from pipeline.train import build_model, fit
-from tests.conftest import REPO_ROOT, run, set_param
+from tests.conftest import DEMO_ROOT, run, set_param
 
 ROWS = 600
 
@@ -56,16 +56,16 @@ def trained(params: Params) -> Any:
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return load_params(DEMO_ROOT / "params.yaml")
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """params.yaml + policies/ of the template and a trained model; tests copy it to modify it."""
+    """params.yaml + policies/ of the demo and a trained model; tests copy it to modify it."""
     ws = tmp_path_factory.mktemp("predict") / "ws"
     ws.mkdir()
-    shutil.copy(REPO_ROOT / "params.yaml", ws / "params.yaml")
-    shutil.copytree(REPO_ROOT / "policies", ws / "policies")
+    shutil.copy(DEMO_ROOT / "params.yaml", ws / "params.yaml")
+    shutil.copytree(DEMO_ROOT / "policies", ws / "policies")
     set_param(ws / "params.yaml", "max_iter", "20")  # train.kwargs: keep the fixture fast
     p = load_params(ws / "params.yaml")
     save_model(trained(p), ws / p.paths.model)

@@ -32,7 +32,7 @@ from pipeline.registry import (
     validate_stage,
     validate_version,
 )
-from tests.conftest import REPO_ROOT, clean_env, git, run
+from tests.conftest import DEMO_ROOT, clean_env, git, run
 
 MODEL = "credit-default"
 GOOD: dict[str, float] = {
@@ -57,7 +57,7 @@ def make_registry_repo(dest: Path) -> Path:
     dest.mkdir(parents=True)
     for rel in ("params.yaml", "policies/promotion.yaml", "models/registry.yaml"):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, dest / rel)
+        shutil.copy2(DEMO_ROOT / rel, dest / rel)  # the demo's model name and policy
     git(dest, "init", "-q", "-b", "main")
     git(dest, "config", "user.name", "Test Author")
     git(dest, "config", "user.email", "author@example.com")

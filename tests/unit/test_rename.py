@@ -11,7 +11,7 @@ import pytest
 from pipeline import rename
 from pipeline.cli import main
 from pipeline.config import load_params
-from tests.conftest import REPO_ROOT, git
+from tests.conftest import DEMO_ROOT, git
 
 PYPROJECT = """[build-system]
 name = "not-this-one"
@@ -83,7 +83,7 @@ def checkout(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / ".dvc").mkdir(parents=True)
     (root / ".github").mkdir()
-    shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy(DEMO_ROOT / "params.yaml", root / "params.yaml")  # the template's names
     (root / "pyproject.toml").write_text(PYPROJECT)
     (root / "README.md").write_text("# ml-gitops-template\n\nIntro.\n")
     (root / "requirements.lock").write_text(LOCK)

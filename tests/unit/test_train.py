@@ -19,7 +19,7 @@ from pipeline.features import split
 from pipeline.ingest import generate
 from pipeline.model_io import load_model
 from pipeline.train import ESTIMATORS, build_model, fit, run
-from tests.conftest import REPO_ROOT
+from tests.conftest import DEMO_ROOT
 
 # Small, fast settings per model so every (model, task) pair trains in well under a second.
 FAST: dict[str, dict[str, Any]] = {
@@ -33,7 +33,7 @@ FAST: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(REPO_ROOT / "params.yaml")
+    return load_params(DEMO_ROOT / "params.yaml")
 
 
 def configured(params: Params, model: str, task_type: str, **kwargs: Any) -> Params:
