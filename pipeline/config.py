@@ -176,6 +176,7 @@ TaskType = Literal["binary", "multiclass", "regression"]
 
 @frozen
 class Paths:
+    source: str
     raw: str
     validation: str
     train: str
