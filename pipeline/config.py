@@ -176,7 +176,7 @@ TaskType = Literal["binary", "multiclass", "regression"]
 
 @frozen
 class Paths:
-    source: str
+    source_dir: str
     raw: str
     validation: str
     train: str

@@ -851,6 +851,9 @@ def render_contract(
         columns.yaml_add_eol_comment(notes[name][""], name, column=0)
     root["columns"] = columns
     root.yaml_set_comment_before_after_key("columns", before="\n")
+    root.yaml_add_eol_comment(
+        "column name -> its checks, inferred from the data", "columns", column=0
+    )
     out = stdio.StringIO()
     _yaml().dump(root, out)
     body = "\n".join(_one_space_comment(line) for line in out.getvalue().splitlines())

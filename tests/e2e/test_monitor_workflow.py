@@ -315,7 +315,8 @@ def test_open_retraining_pr_blocks_a_second(workdir: Path, tmp_path: Path) -> No
     after_check = second.steps[[s.id for s in second.steps].index("open") + 1 :]
     assert after_check
     assert all(step.skipped for step in after_check)
-    assert not (workdir / "data" / "extra").exists()
+    # No batch was added to the training extras (the folder itself ships with a README).
+    assert sorted(p.name for p in (workdir / "data" / "extra").iterdir()) == ["README.md"]
 
 
 def test_no_breach_writes_the_summary_only(workdir: Path, tmp_path: Path) -> None:
