@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.config import load_params
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, UsageError
 
 log = logging.getLogger("pipeline")
 
@@ -216,19 +216,29 @@ def _add_promote(sub: Any) -> None:
     p.add_argument("--to", dest="stage", required=True, help="stage, e.g. production")
     p.add_argument("--canary", type=int, default=None, help="serve the version to N%% only")
     p.add_argument("--branch", default=None, help="create this branch and commit the edit on it")
+    p.add_argument(
+        "--open-pr",
+        action="store_true",
+        help="with --branch: push it to origin and open the pull request (needs gh)",
+    )
+    p.add_argument("--base", default="main", help="the PR's base branch (default: %(default)s)")
     p.set_defaults(handler=_cmd_promote)
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.registry import promote
+    from pipeline.registry import open_pull_request, promote
 
     params = load_params(args.params)
+    if args.open_pr and not args.branch:
+        raise UsageError("--open-pr needs --branch (the pull request's head branch)")
     edit = promote(
         params, Path.cwd(), args.version, args.stage, canary_percent=args.canary, branch=args.branch
     )
     _emit(edit.description + (f" (committed on branch {edit.branch})" if edit.branch else ""), None)
+    if args.open_pr:
+        _emit(open_pull_request(Path.cwd(), edit, base=args.base), None)
     return 0
 
 
@@ -239,17 +249,27 @@ def _add_rollback(sub: Any) -> None:
     )
     p.add_argument("stage", help="stage, e.g. production")
     p.add_argument("--branch", default=None, help="create this branch and commit the edit on it")
+    p.add_argument(
+        "--open-pr",
+        action="store_true",
+        help="with --branch: push it to origin and open the pull request (needs gh)",
+    )
+    p.add_argument("--base", default="main", help="the PR's base branch (default: %(default)s)")
     p.set_defaults(handler=_cmd_rollback)
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.registry import rollback
+    from pipeline.registry import open_pull_request, rollback
 
     params = load_params(args.params)
+    if args.open_pr and not args.branch:
+        raise UsageError("--open-pr needs --branch (the pull request's head branch)")
     edit = rollback(params, Path.cwd(), args.stage, branch=args.branch)
     _emit(edit.description + (f" (committed on branch {edit.branch})" if edit.branch else ""), None)
+    if args.open_pr:
+        _emit(open_pull_request(Path.cwd(), edit, base=args.base), None)
     return 0
 
 

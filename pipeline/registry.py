@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -549,6 +550,37 @@ def _commit_branch(repo: Path, registry_rel: str, branch: str, message: str) -> 
     _git(repo, "switch", "--create", branch)
     _git(repo, "add", "--", registry_rel)
     _git(repo, "commit", "--quiet", "--message", message, "--", registry_rel)
+
+
+def open_pull_request(repo: Path, edit: Edit, *, base: str, remote: str = "origin") -> str:
+    """Push the edit's branch and open its pull request with the GitHub CLI; return gh's output.
+
+    The promotion policy is not evaluated here: CI's "Promotion check" judges the PR against
+    the base branch's policy, so nobody can promote by skipping a local step.
+    """
+    if edit.branch is None:
+        raise InputError("--open-pr needs --branch (the pull request's head branch)")
+    if shutil.which("gh") is None:
+        raise InputError(
+            f"gh (the GitHub CLI) is not installed: push {edit.branch!r} and open the PR yourself"
+        )
+    _git(repo, "push", "--quiet", "--set-upstream", remote, edit.branch)
+    body = (
+        f"{edit.description}.\n\nOpened by `python -m pipeline`. The Promotion check workflow "
+        "evaluates the stage's policy against its current holder and comments here; merging "
+        "this pull request is the release (reconcile creates the stage tag and audit record)."
+    )
+    args = ["gh", "pr", "create", "--base", base, "--head", edit.branch]
+    proc = subprocess.run(
+        [*args, "--title", edit.description, "--body", body],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise InputError(f"gh pr create failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout.strip()
 
 
 def promote(

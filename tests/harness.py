@@ -878,7 +878,11 @@ def _shim_preamble(record: Path, env_keys: list[str]) -> str:
         "files = {}\n"
         "for arg in argv:\n"
         "    p = Path(arg)\n"
-        "    if not arg.startswith('-') and p.is_file():\n"
+        "    try:\n"  # a long text argument (a PR body) is no path: stat() raises ENAMETOOLONG
+        "        is_file = not arg.startswith('-') and p.is_file()\n"
+        "    except OSError:\n"
+        "        is_file = False\n"
+        "    if is_file:\n"
         "        files[arg] = p.read_text(encoding='utf-8', errors='replace')\n"
         "entry = {\n"
         "    'argv': argv,\n"

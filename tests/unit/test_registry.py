@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -288,6 +289,47 @@ def test_promotion_refused_with_reason_and_nothing_tagged(repo: Path) -> None:
     assert "❌ | `vs_holder:roc_auc`" in check.stdout
     assert tags(repo) == before
     assert gto_stage(repo, "production") == "v0.1.0"
+
+
+def test_rollback_can_open_the_pull_request(two_versions: Path, tmp_path: Path) -> None:
+    from tests.harness import gh_shim, read_record
+
+    PIPELINE = [sys.executable, "-m", "pipeline"]  # noqa: N806
+    repo = two_versions
+    params = load_params(repo / "params.yaml")
+    promote(params, repo, "v0.2.0", "production")
+    merge_registry_change(repo, "promote v0.2.0")
+    reconcile(params, repo)
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    bin_dir, record = tmp_path / "bin", tmp_path / "gh.jsonl"
+    gh_shim(bin_dir, record)
+    proc = run(
+        [*PIPELINE, "rollback", "production", "--branch", "rollback/production", "--open-pr"],
+        repo,
+        env={"PATH": f"{bin_dir}{os.pathsep}{clean_env()['PATH']}"},
+    )
+    assert "committed on branch rollback/production" in proc.stdout
+    # The branch reached origin with the registry edit, then exactly one PR was requested.
+    pushed = git(origin, "show", "rollback/production:models/registry.yaml")
+    assert "version: v0.1.0" in pushed
+    (call,) = read_record(record)
+    argv = call["argv"]
+    assert argv[:6] == ["pr", "create", "--base", "main", "--head", "rollback/production"]
+    title = argv[argv.index("--title") + 1]
+    assert title == "Roll back production from credit-default@v0.2.0 to credit-default@v0.1.0"
+    assert "Promotion check" in argv[argv.index("--body") + 1]
+
+
+def test_open_pr_without_a_branch_is_refused_and_changes_nothing(two_versions: Path) -> None:
+    repo = two_versions
+    before = (repo / "models/registry.yaml").read_bytes()
+    proc = cli(repo, "promote", "v0.2.0", "--to", "production", "--open-pr", check=False)
+    assert proc.returncode == 2
+    assert "--open-pr needs --branch" in proc.stderr
+    assert (repo / "models/registry.yaml").read_bytes() == before
+    assert git(repo, "status", "--porcelain") == ""
 
 
 def test_model_not_matching_dvc_lock_is_refused(repo: Path) -> None:
