@@ -208,13 +208,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_promote(sub: Any) -> None:
-    p = sub.add_parser(
-        "promote", help="point a stage (or its canary) at a version in registry.yaml"
-    )
-    p.add_argument("version", help="registered version, e.g. v1.2.0")
-    p.add_argument("--to", dest="stage", required=True, help="stage, e.g. production")
-    p.add_argument("--canary", type=int, default=None, help="serve the version to N%% only")
+def _add_registry_edit_options(p: argparse.ArgumentParser) -> None:
+    """--branch/--open-pr/--base: how a registry.yaml edit becomes a pull request."""
     p.add_argument("--branch", default=None, help="create this branch and commit the edit on it")
     p.add_argument(
         "--open-pr",
@@ -222,24 +217,43 @@ def _add_promote(sub: Any) -> None:
         help="with --branch: push it to origin and open the pull request (needs gh)",
     )
     p.add_argument("--base", default="main", help="the PR's base branch (default: %(default)s)")
-    p.set_defaults(handler=_cmd_promote)
 
 
-def _cmd_promote(args: argparse.Namespace) -> int:
+def _registry_edit(args: argparse.Namespace, make_edit: Callable[[Any, Any], Any]) -> int:
+    """Check the options, make the edit (promote or rollback), report it, open the PR."""
     from pathlib import Path
 
-    from pipeline.registry import open_pull_request, promote
+    from pipeline.registry import open_pull_request
 
-    params = load_params(args.params)
     if args.open_pr and not args.branch:
         raise UsageError("--open-pr needs --branch (the pull request's head branch)")
-    edit = promote(
-        params, Path.cwd(), args.version, args.stage, canary_percent=args.canary, branch=args.branch
-    )
+    edit = make_edit(load_params(args.params), Path.cwd())
     _emit(edit.description + (f" (committed on branch {edit.branch})" if edit.branch else ""), None)
     if args.open_pr:
         _emit(open_pull_request(Path.cwd(), edit, base=args.base), None)
     return 0
+
+
+def _add_promote(sub: Any) -> None:
+    p = sub.add_parser(
+        "promote", help="point a stage (or its canary) at a version in registry.yaml"
+    )
+    p.add_argument("version", help="registered version, e.g. v1.2.0")
+    p.add_argument("--to", dest="stage", required=True, help="stage, e.g. production")
+    p.add_argument("--canary", type=int, default=None, help="serve the version to N%% only")
+    _add_registry_edit_options(p)
+    p.set_defaults(handler=_cmd_promote)
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from pipeline.registry import promote
+
+    return _registry_edit(
+        args,
+        lambda params, repo: promote(
+            params, repo, args.version, args.stage, canary_percent=args.canary, branch=args.branch
+        ),
+    )
 
 
 def _add_rollback(sub: Any) -> None:
@@ -248,29 +262,16 @@ def _add_rollback(sub: Any) -> None:
         help="abort a stage's canary, or point the stage at the version that held it before",
     )
     p.add_argument("stage", help="stage, e.g. production")
-    p.add_argument("--branch", default=None, help="create this branch and commit the edit on it")
-    p.add_argument(
-        "--open-pr",
-        action="store_true",
-        help="with --branch: push it to origin and open the pull request (needs gh)",
-    )
-    p.add_argument("--base", default="main", help="the PR's base branch (default: %(default)s)")
+    _add_registry_edit_options(p)
     p.set_defaults(handler=_cmd_rollback)
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from pipeline.registry import rollback
 
-    from pipeline.registry import open_pull_request, rollback
-
-    params = load_params(args.params)
-    if args.open_pr and not args.branch:
-        raise UsageError("--open-pr needs --branch (the pull request's head branch)")
-    edit = rollback(params, Path.cwd(), args.stage, branch=args.branch)
-    _emit(edit.description + (f" (committed on branch {edit.branch})" if edit.branch else ""), None)
-    if args.open_pr:
-        _emit(open_pull_request(Path.cwd(), edit, base=args.base), None)
-    return 0
+    return _registry_edit(
+        args, lambda params, repo: rollback(params, repo, args.stage, branch=args.branch)
+    )
 
 
 def _add_reconcile(sub: Any) -> None:
