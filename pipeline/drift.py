@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
+from pipeline.errors import InputError
 from pipeline.metrics import round_sig
 
 FloatArray = npt.NDArray[np.float64]
@@ -69,11 +70,12 @@ def _as_float(values: pd.Series) -> FloatArray:
     return present
 
 
-def _label(value: Any) -> str:
-    """The profile key of one value: integral floats lose their ".0" (1.0 -> "1")."""
+def profile_key(value: Any) -> str:
+    """A value as a JSON object key; integral floats lose their ".0" (1.0 -> "1"), so a label
+    read as float (e.g. from a CSV with gaps) keys like the same label read as int."""
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
-    return str(value)
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def label_counts(values: pd.Series) -> pd.Series:
@@ -83,59 +85,72 @@ def label_counts(values: pd.Series) -> pd.Series:
     once instead of every row (fast on millions of rows).
     """
     counts = values.value_counts(dropna=True, sort=False)
-    keys = [_label(k) for k in counts.index]
+    keys = [profile_key(k) for k in counts.index]
     result = pd.Series(counts.to_numpy(dtype=np.int64), index=keys, dtype=np.int64)
     return result.groupby(level=0, sort=True).sum() if result.index.has_duplicates else result
 
 
+def bin_index(edges: Sequence[float], values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Bin of each value: bin i holds edges[i] <= x < edges[i+1], the last bin also edges[-1];
+    values below edges[0] or above edges[-1] count in the first or last bin."""
+    bins = max(len(edges) - 1, 1)
+    index = np.searchsorted(np.asarray(edges, dtype=float), values, side="right") - 1
+    clipped: npt.NDArray[np.intp] = np.clip(index, 0, bins - 1)
+    return clipped
+
+
 def bin_shares(values: FloatArray, edges: Sequence[float]) -> FloatArray:
-    """Share of values per bin [e_i, e_i+1) (last bin closed); outside values go to the end bins."""
-    edge_array = np.asarray(edges, dtype=np.float64)
-    bins = max(len(edge_array) - 1, 1)
+    """Share of values per bin (see bin_index); all zeros for no values."""
+    bins = max(len(edges) - 1, 1)
     if values.size == 0:
         return np.zeros(bins)
-    index = np.searchsorted(edge_array, values, side="right") - 1
-    np.clip(index, 0, bins - 1, out=index)
-    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    counts = np.bincount(bin_index(edges, values), minlength=bins).astype(np.float64)
     shares: FloatArray = counts / values.size
     return shares
 
 
 def numeric_profile(values: pd.Series, bins: int) -> dict[str, Any]:
-    """Profile of one numeric column in the reference.json format (same bytes as evaluate's)."""
-    data = _as_float(values)
-    null_fraction = _round(1.0 - data.size / len(values)) if len(values) else 0.0
+    """null_fraction, mean/std/min/max, quantile bin edges + frequencies, 101 quantiles."""
+    try:
+        array = values.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{values.name}: cannot profile as numeric ({exc})") from exc
+    present = array[~np.isnan(array)]
+    null_fraction = _round(1.0 - len(present) / len(array)) if len(array) else 0.0
     profile: dict[str, Any] = {"kind": "numeric", "null_fraction": null_fraction}
-    if data.size == 0:
+    if not len(present):
         empty: dict[str, Any] = {"mean": None, "std": None, "min": None, "max": None}
         return profile | empty | {"edges": [], "frequencies": [], "quantiles": []}
-    # Edges are rounded before binning, so a batch binned with the written edges is comparable
-    # bin for bin with the written frequencies.
-    edges = sorted({_round(e) for e in np.quantile(data, np.linspace(0.0, 1.0, bins + 1))})
+    if not np.isfinite(present).all():
+        raise InputError(f"{values.name}: infinite values cannot be profiled")
+    # Edges are rounded first and frequencies computed with the rounded edges, so a batch
+    # binned with the written edges (bin_index) is comparable bin for bin.
+    edges = sorted({_round(e) for e in np.quantile(present, np.linspace(0.0, 1.0, bins + 1))})
     if len(edges) == 1:  # a constant column: one bin [v, v]
         edges = [edges[0], edges[0]]
     return profile | {
-        "mean": _round(float(data.mean())),
-        "std": _round(float(data.std())),
-        "min": _round(float(data.min())),
-        "max": _round(float(data.max())),
+        "mean": _round(present.mean()),
+        "std": _round(present.std()),
+        "min": _round(present.min()),
+        "max": _round(present.max()),
         "edges": edges,
-        "frequencies": [_round(s) for s in bin_shares(data, edges)],
-        "quantiles": [_round(q) for q in np.quantile(data, QUANTILE_LEVELS)],
+        "frequencies": [_round(s) for s in bin_shares(present, edges)],
+        "quantiles": [_round(q) for q in np.quantile(present, QUANTILE_LEVELS)],
     }
 
 
 def categorical_profile(values: pd.Series, top: int) -> dict[str, Any]:
-    """Profile of one categorical column: shares of the `top` commonest values, rest in OTHER."""
+    """null_fraction and the shares of the `top` most frequent values, the rest as OTHER."""
     counts = label_counts(values)
-    present = int(counts.sum())
-    null_fraction = 1.0 - present / len(values) if len(values) else 0.0
-    # Sort by count, then name, so ties keep a stable order (byte-stable JSON).
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    total = max(present, 1)
-    shares = {str(k): _round(v / total) for k, v in ordered[:top]}
-    shares[OTHER] = _round(sum(v for _, v in ordered[top:]) / total)
-    return {"kind": "categorical", "null_fraction": _round(null_fraction), "frequencies": shares}
+    counts = counts[counts > 0]  # a categorical dtype lists unused categories with count 0
+    n = int(counts.sum())
+    total = len(values)
+    null_fraction = _round(1.0 - n / total) if total else 0.0
+    # Most frequent first, ties by name, so the kept set never depends on hash order.
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    frequencies = {str(k): _round(c / n) for k, c in ranked[:top]}
+    frequencies[OTHER] = _round(sum(c for _, c in ranked[top:]) / n) if n else 0.0
+    return {"kind": "categorical", "null_fraction": null_fraction, "frequencies": frequencies}
 
 
 def profile_frame(

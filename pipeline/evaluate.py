@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from pipeline import io
 from pipeline.config import Benchmark, Evaluate, Features, Params, Profile, Task
+from pipeline.drift import categorical_profile, numeric_profile, profile_key
 from pipeline.errors import InputError, MetricError
 from pipeline.metrics import (
     binary_metrics,
@@ -50,12 +50,10 @@ MAX_SCATTER_POINTS = 1000
 # The confusion plot is a git-tracked row per test row: cap it (an even sample of the shuffled
 # test set keeps the proportions) so a 1M-row dataset does not put 10 MB of JSON in git.
 MAX_CONFUSION_ROWS = 5000
-# Key standing for a missing value in slices, fairness groups and categorical profiles.
+# Key standing for a missing value in slices and fairness groups.
 NULL_KEY = "__null__"
-# Share of categories beyond the top-N kept in a categorical profile.
-OTHER_KEY = "__other__"
+# Format version of models/reference.json (profiles built by pipeline.drift).
 PROFILE_VERSION = 1
-QUANTILES = 101
 
 Json = dict[str, Any]
 
@@ -72,14 +70,6 @@ def _opt(value: Any) -> float | None:
     """Rounded float, or None where the value is undefined (NaN)."""
     number = float(value)
     return None if math.isnan(number) else round_sig(number)
-
-
-def profile_key(value: Any) -> str:
-    """A value as a JSON object key; integral floats lose their ".0" (1.0 -> "1"), so a label
-    read as float (e.g. from a CSV with gaps) keys like the same label read as int."""
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(_py(value))
 
 
 def _keys(values: pd.Series) -> np.ndarray:
@@ -417,75 +407,6 @@ def plot_data(
 
 
 # --------------------------------------------------------------------------- reference profile
-
-
-def bin_index(edges: Sequence[float], values: np.ndarray) -> np.ndarray:
-    """Bin of each value: bin i holds edges[i] <= x < edges[i+1], the last bin also edges[-1];
-    values below edges[0] or above edges[-1] count in the first or last bin.
-
-    drift uses this with a profile's edges so a batch is binned exactly like the reference.
-    """
-    bins = max(len(edges) - 1, 1)
-    index = np.searchsorted(np.asarray(edges, dtype=float), values, side="right") - 1
-    return np.clip(index, 0, bins - 1)
-
-
-def numeric_profile(values: pd.Series, bins: int) -> Json:
-    """null_fraction, mean/std/min/max, quantile bin edges + frequencies, 101 quantiles."""
-    try:
-        array = values.to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{values.name}: cannot profile as numeric ({exc})") from exc
-    present = array[~np.isnan(array)]
-    null_fraction = round_sig(1.0 - len(present) / len(array)) if len(array) else 0.0
-    profile: Json = {"kind": "numeric", "null_fraction": null_fraction}
-    if not len(present):
-        return profile | {
-            "mean": None,
-            "std": None,
-            "min": None,
-            "max": None,
-            "edges": [],
-            "frequencies": [],
-            "quantiles": [],
-        }
-    if not np.isfinite(present).all():
-        raise InputError(f"{values.name}: infinite values cannot be profiled")
-    # Edges are rounded first and frequencies computed with the rounded edges, so a batch
-    # binned with the written edges (bin_index) is comparable bin for bin.
-    raw_edges = np.quantile(present, np.linspace(0.0, 1.0, bins + 1))
-    edges = sorted({round_sig(e) for e in raw_edges})
-    if len(edges) == 1:  # a constant column: one bin [v, v]
-        edges = [edges[0], edges[0]]
-    counts = np.bincount(bin_index(edges, present), minlength=len(edges) - 1)
-    return profile | {
-        "mean": round_sig(present.mean()),
-        "std": round_sig(present.std()),
-        "min": round_sig(present.min()),
-        "max": round_sig(present.max()),
-        "edges": edges,
-        "frequencies": [round_sig(c / len(present)) for c in counts],
-        "quantiles": [round_sig(q) for q in np.quantile(present, np.linspace(0, 1, QUANTILES))],
-    }
-
-
-def categorical_profile(values: pd.Series, top: int) -> Json:
-    """null_fraction and the shares of the `top` most frequent values, the rest as __other__."""
-    # Count first, key after: the string conversion touches each distinct value once.
-    counts: Counter[str] = Counter()
-    for value, c in values.value_counts(dropna=True, sort=False).items():
-        if c:  # a categorical dtype lists unused categories with count 0
-            counts[profile_key(value)] += int(c)
-    n = sum(counts.values())
-    total = len(values)
-    null_fraction = round_sig(1.0 - n / total) if total else 0.0
-    # Most frequent first, ties by name, so the kept set never depends on hash order.
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    kept = ranked[:top]
-    rest = sum(c for _, c in ranked[top:])
-    frequencies = {k: round_sig(c / n) for k, c in kept}
-    frequencies[OTHER_KEY] = round_sig(rest / n) if n else 0.0
-    return {"kind": "categorical", "null_fraction": null_fraction, "frequencies": frequencies}
 
 
 def reference_profile(

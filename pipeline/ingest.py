@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import urllib.error
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -475,11 +474,7 @@ def coerce_types(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame
 
 def load_source(source: str, dtypes: Mapping[str, str]) -> pd.DataFrame:
     """Read a CSV/Parquet path or URL; CSV columns are coerced to the contract's kinds."""
-    try:
-        frame = read_table(source)
-    except (urllib.error.URLError, OSError) as exc:  # io.read_table lets network errors through
-        raise InputError(f"{source}: cannot download: {exc}") from exc
-    return coerce_types(frame, dtypes)
+    return coerce_types(read_table(source), dtypes)
 
 
 def extra_batches(directory: str | Path) -> list[Path]:

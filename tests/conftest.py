@@ -172,3 +172,15 @@ def clone_of(repo: Path, dest: Path) -> Path:
     """A full copy (work tree, .git and DVC cache) of `repo` that a test may modify."""
     shutil.copytree(repo, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch copy of the demo's params.yaml and policies/, small data, as the working dir."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(DEMO_ROOT / "params.yaml", work / "params.yaml")
+    shutil.copytree(DEMO_ROOT / "policies", work / "policies")
+    set_param(work / "params.yaml", "rows", "2000")
+    monkeypatch.chdir(work)
+    return work

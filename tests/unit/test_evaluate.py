@@ -23,17 +23,15 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipeline import io
 from pipeline.config import Evaluate, Params, Task, build, load_yaml
+from pipeline.drift import OTHER as OTHER_KEY
+from pipeline.drift import bin_index, categorical_profile, numeric_profile
 from pipeline.errors import InputError, MetricError
 from pipeline.evaluate import (
     ALL_PLOTS,
     NULL_KEY,
-    OTHER_KEY,
     PLOTS,
-    bin_index,
-    categorical_profile,
     fairness,
     model_classes,
-    numeric_profile,
     plot_data,
     reference_profile,
     run,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.server
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,18 +266,6 @@ def test_generate_scales_to_many_rows() -> None:
 
 
 # --------------------------------------------------------------------------- run() and sources
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A scratch copy of the demo's params.yaml and policies/, small data, as the working dir."""
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(DEMO_ROOT / "params.yaml", work / "params.yaml")
-    shutil.copytree(DEMO_ROOT / "policies", work / "policies")
-    set_param(work / "params.yaml", "rows", "2000")
-    monkeypatch.chdir(work)
-    return work
 
 
 def params_in(work: Path) -> Params:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -262,17 +261,6 @@ def test_non_strict_contract_ignores_extra_columns() -> None:
 
 
 # --------------------------------------------------------------------------- run() and CLI
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(DEMO_ROOT / "params.yaml", work / "params.yaml")
-    shutil.copytree(DEMO_ROOT / "policies", work / "policies")
-    set_param(work / "params.yaml", "rows", "2000")
-    monkeypatch.chdir(work)
-    return work
 
 
 def test_run_writes_validation_summary(workdir: Path) -> None:
