@@ -77,7 +77,8 @@ def schema(name: str) -> dict[str, Any]:
     """A JSON Schema shipped in pipeline/schemas/, by file stem (e.g. 'params')."""
     text = resources.files("pipeline.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
-    Draft202012Validator.check_schema(loaded)
+    # Not re-checked against the metaschema on every load (a tenth of a second per stage):
+    # tests/unit/test_config.py checks every shipped schema once.
     return loaded
 
 

@@ -125,7 +125,10 @@ def numeric_profile(values: pd.Series, bins: int) -> dict[str, Any]:
         raise InputError(f"{values.name}: infinite values cannot be profiled")
     # Edges are rounded first and frequencies computed with the rounded edges, so a batch
     # binned with the written edges (bin_index) is comparable bin for bin.
-    edges = sorted({_round(e) for e in np.quantile(present, np.linspace(0.0, 1.0, bins + 1))})
+    # One quantile pass (one partition of the data) for the bin edges and the 101 quantiles.
+    edge_levels = np.linspace(0.0, 1.0, bins + 1)
+    both = np.quantile(present, np.concatenate([edge_levels, QUANTILE_LEVELS]))
+    edges = sorted({_round(e) for e in both[: bins + 1]})
     if len(edges) == 1:  # a constant column: one bin [v, v]
         edges = [edges[0], edges[0]]
     return profile | {
@@ -135,7 +138,7 @@ def numeric_profile(values: pd.Series, bins: int) -> dict[str, Any]:
         "max": _round(present.max()),
         "edges": edges,
         "frequencies": [_round(s) for s in bin_shares(present, edges)],
-        "quantiles": [_round(q) for q in np.quantile(present, QUANTILE_LEVELS)],
+        "quantiles": [_round(q) for q in both[bins + 1 :]],
     }
 
 

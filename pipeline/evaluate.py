@@ -514,7 +514,8 @@ def run(params: Params) -> None:
     paths, task, cfg = params.paths, params.task, params.evaluate
     model = load_model(paths.model)
     test = io.read_table(paths.test)
-    train = io.read_table(paths.train)
+    profiled = [*params.features.numeric, *params.features.categorical, task.target]
+    train = io.read_table(paths.train, columns=profiled)  # only what the reference profiles
     sensitive = [task.sensitive] if task.sensitive is not None else []
     _require(test, [task.target, *sensitive, *cfg.slices], paths.test)
     _require(train, [task.target], paths.train)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -91,6 +92,20 @@ def _checked(values: Mapping[str, Callable[[], Any]]) -> dict[str, float]:
     return out
 
 
+def _precision_recall_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, **options: Any
+) -> Callable[[], tuple[Any, ...]]:
+    """precision, recall and f1 from ONE confusion-matrix pass (what f1_score, precision_score
+    and recall_score each recompute), computed on first use and then reused."""
+    from sklearn import metrics as skm
+
+    @cache
+    def compute() -> tuple[Any, ...]:
+        return tuple(skm.precision_recall_fscore_support(y_true, y_pred, **options)[:3])
+
+    return compute
+
+
 def binary_metrics(
     actual: Sequence[Any] | np.ndarray,
     predicted: Sequence[Any] | np.ndarray,
@@ -119,12 +134,14 @@ def binary_metrics(
     p_all = np.asarray(proba, dtype=float)
     is_pos = y_true == positive_label
     p_pos = p_all[:, labels.index(positive_label)]
-    pos: dict[str, Any] = {"pos_label": positive_label, "zero_division": 0}
+    prf = _precision_recall_f1(
+        y_true, y_pred, average="binary", pos_label=positive_label, zero_division=0
+    )
     out: dict[str, Callable[[], Any]] = {
         "accuracy": lambda: skm.accuracy_score(y_true, y_pred),
-        "f1": lambda: skm.f1_score(y_true, y_pred, **pos),
-        "precision": lambda: skm.precision_score(y_true, y_pred, **pos),
-        "recall": lambda: skm.recall_score(y_true, y_pred, **pos),
+        "f1": lambda: prf()[2],
+        "precision": lambda: prf()[0],
+        "recall": lambda: prf()[1],
         "log_loss": lambda: skm.log_loss(y_true, p_all, labels=labels),
     }
     if len(np.unique(is_pos)) == 2:
@@ -152,12 +169,12 @@ def multiclass_metrics(
     y_true = np.asarray(actual)
     y_pred = np.asarray(predicted)
     p_all = np.asarray(proba, dtype=float)
-    macro: dict[str, Any] = {"labels": labels, "average": "macro", "zero_division": 0}
+    prf = _precision_recall_f1(y_true, y_pred, labels=labels, average="macro", zero_division=0)
     out: dict[str, Callable[[], Any]] = {
         "accuracy": lambda: skm.accuracy_score(y_true, y_pred),
-        "f1": lambda: skm.f1_score(y_true, y_pred, **macro),
-        "precision": lambda: skm.precision_score(y_true, y_pred, **macro),
-        "recall": lambda: skm.recall_score(y_true, y_pred, **macro),
+        "f1": lambda: prf()[2],
+        "precision": lambda: prf()[0],
+        "recall": lambda: prf()[1],
         "log_loss": lambda: skm.log_loss(y_true, p_all, labels=labels),
     }
     present = {str(v) for v in np.unique(y_true)}

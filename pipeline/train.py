@@ -26,8 +26,9 @@ from threadpoolctl import threadpool_limits
 from pipeline import io
 from pipeline.config import Features, Params, Task
 from pipeline.errors import ConfigError, InputError
-from pipeline.features import check_declaration, compile_features, feature_columns
+from pipeline.features import check_declaration, feature_columns
 from pipeline.model_io import save_model
+from pipeline.transform import compile_features
 
 Kind = Literal["classification", "regression"]
 
@@ -128,6 +129,7 @@ def fit(model: Pipeline, frame: pd.DataFrame, features_cfg: Features, task: Task
 def run(params: Params) -> None:
     """Fit the model on paths.train and save it to paths.model (canonical skops bytes)."""
     model = build_model(params.features, params.train, params.task)
-    frame = io.read_table(params.paths.train)
+    wanted = [*feature_columns(params.features), params.task.target]
+    frame = io.read_table(params.paths.train, columns=wanted)
     fitted = fit(model, frame, params.features, params.task)
     save_model(fitted, params.paths.model)

@@ -251,7 +251,7 @@ def _value_failures(frame: pd.DataFrame, specs: Mapping[str, ColumnSpec]) -> lis
             subset[name] = subset[name].replace([np.inf, -np.inf], np.nan)
     schema = pa.DataFrameSchema(columns, strict=False, coerce=False)
     try:
-        schema.validate(subset, lazy=True)
+        schema.validate(subset, lazy=True, inplace=True)  # subset is our own copy already
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         failures = []

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from pipeline import config
 from pipeline.cli import main
@@ -150,6 +151,7 @@ def test_shipped_schemas_are_strict_draft_2020_12(name: str) -> None:
         pytest.fail(f"{path} is missing")
     schema = config.schema(name)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)  # raises SchemaError on an invalid schema
 
     def objects(node: object) -> list[dict[str, object]]:
         if isinstance(node, dict):

@@ -1,21 +1,31 @@
-"""pipeline/features.py: seeded split, the compiled transformer, and the features stage's I/O."""
+"""pipeline/features.py: the seeded (stratified) split and the features stage's I/O."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
-from sklearn.compose import ColumnTransformer
 
 from pipeline import io
-from pipeline.config import Params, load_params
+from pipeline.config import Params, Split, load_params
 from pipeline.errors import ConfigError, InputError
-from pipeline.features import DatetimeParts, compile_features, feature_spec, run, split
+from pipeline.features import (
+    _test_counts,
+    feature_spec,
+    label_codes,
+    run,
+    split,
+    split_indices,
+)
 from pipeline.ingest import generate
-from tests.conftest import DEMO_ROOT
+from tests.conftest import DEMO_ROOT, REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -28,141 +38,106 @@ def sample(params: Params, rows: int = 400, task_type: str = "binary") -> pd.Dat
     return generate(generator, dataclasses.replace(params.task, type=task_type))
 
 
-# --------------------------------------------------------------------------- split
+def table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def test_split_is_seeded_and_sized(params: Params) -> None:
-    frame = sample(params)
-    train_a, test_a = split(frame, params.task, params.split)
-    train_b, test_b = split(frame, params.task, params.split)
-    pd.testing.assert_frame_equal(train_a, train_b)
-    pd.testing.assert_frame_equal(test_a, test_b)
-    assert len(test_a) == round(len(frame) * params.split.test_size)
-    assert sorted([*train_a.index, *test_a.index]) == list(frame.index)
-    other = dataclasses.replace(params.split, seed=params.split.seed + 1)
-    assert list(split(frame, params.task, other)[1].index) != list(test_a.index)
+# --------------------------------------------------------------------------- split indices
 
 
-def test_split_stratifies_when_configured(params: Params) -> None:
+def test_split_indices_are_seeded_sized_sorted_and_partition_the_rows() -> None:
+    cfg = Split(test_size=0.25, seed=3, stratify=False)
+    train, test = split_indices(None, 101, cfg)
+    again = split_indices(None, 101, cfg)
+    np.testing.assert_array_equal(train, again[0])
+    np.testing.assert_array_equal(test, again[1])
+    assert len(test) == 26  # ceil(0.25 * 101), as train_test_split sizes it
+    assert sorted([*train, *test]) == list(range(101))
+    assert (np.diff(train) > 0).all()
+    assert (np.diff(test) > 0).all()
+    other = split_indices(None, 101, dataclasses.replace(cfg, seed=4))[1]
+    assert list(other) != list(test)
+
+
+def test_split_indices_stratify_every_class_in_proportion() -> None:
+    labels = np.array(["a"] * 600 + ["b"] * 300 + ["c"] * 100, dtype=object)
+    np.random.default_rng(0).shuffle(labels)
+    cfg = Split(test_size=0.2, seed=1, stratify=True)
+    train, test = split_indices(labels, len(labels), cfg)
+    assert len(test) == 200
+    counts = {c: int((labels[test] == c).sum()) for c in "abc"}
+    assert counts == {"a": 120, "b": 60, "c": 20}
+    assert set(labels[train]) == {"a", "b", "c"}
+
+
+def test_test_counts_split_the_remainder_by_largest_fraction() -> None:
+    # exact shares 1.5, 0.9, 0.6: floors 1, 0, 0; the 2 left go to the largest fractions
+    assert _test_counts(np.array([5, 3, 2]), 3).tolist() == [1, 1, 1]
+    assert _test_counts(np.array([10, 10]), 5).tolist() == [3, 2]  # a tie: the first class
+    assert _test_counts(np.array([7, 2, 1]), 10).tolist() == [7, 2, 1]
+
+
+def test_split_indices_refuse_too_few_rows() -> None:
+    with pytest.raises(InputError, match=r"cannot split 1 rows with test_size 0\.2"):
+        split_indices(None, 1, Split(test_size=0.2, seed=0, stratify=False))
+
+
+def test_split_indices_name_a_class_too_small_to_stratify() -> None:
+    labels = np.array([0, 1, 0, 1, 0, 7])
+    cfg = Split(test_size=0.5, seed=0, stratify=True)
+    with pytest.raises(InputError, match=r"class\(es\) 7 have a single row"):
+        split_indices(labels, len(labels), cfg)
+    codes = np.array([0, 1, 0, 1, 0, 2])
+    with pytest.raises(InputError, match=r"class\(es\) 'rare' have a single row"):
+        split_indices(codes, len(codes), cfg, names=["no", "yes", "rare"])
+
+
+def test_label_codes_number_values_in_first_seen_order() -> None:
+    column = pa.chunked_array([["b", "a", "b", "c", "a"], ["c"]])
+    codes, names = label_codes(column.slice(1))  # an offset into the first chunk
+    assert names == ["a", "b", "c"]
+    assert codes.tolist() == [0, 1, 2, 0, 2]
+    codes, names = label_codes(column.slice(1, 3))  # one chunk, still offset
+    assert names == ["a", "b", "c"]
+    assert codes.tolist() == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- split a table
+
+
+def test_split_keeps_columns_and_file_order_and_stratifies(params: Params) -> None:
     frame = sample(params, rows=1000)
+    train, test = split(table(frame), params.task, params.split)
+    assert train.column_names == test.column_names == list(frame.columns)
+    assert train.num_rows + test.num_rows == len(frame)
+    position = {key: i for i, key in enumerate(frame["application_id"])}
+    for part in (train, test):
+        rows = [position[k] for k in part.column("application_id").to_pylist()]
+        assert rows == sorted(rows)  # file order kept
     target = params.task.target
     overall = frame[target].mean()
-    train, test = split(frame, params.task, params.split)
-    # Stratified: both halves keep the class share to within one row.
-    assert abs(test[target].mean() - overall) <= 1 / len(test)
-    assert abs(train[target].mean() - overall) <= 1 / len(train)
-
-
-def test_split_does_not_mutate_its_input(params: Params) -> None:
-    frame = sample(params)
-    before = frame.copy()
-    split(frame, params.task, params.split)
-    pd.testing.assert_frame_equal(frame, before)
+    share = np.mean(test.column(target).to_numpy())
+    assert abs(share - overall) <= 1 / test.num_rows
 
 
 def test_split_rejects_stratified_regression(params: Params) -> None:
     frame = sample(params, task_type="regression")
     task = dataclasses.replace(params.task, type="regression")
     with pytest.raises(ConfigError, match=r"split\.stratify"):
-        split(frame, task, params.split)
+        split(table(frame), task, params.split)
 
 
-def test_split_names_a_class_too_small_to_stratify(params: Params) -> None:
-    frame = sample(params)
-    frame.loc[frame.index[0], params.task.target] = 7  # a class with a single row
-    with pytest.raises(InputError, match="default"):
-        split(frame, params.task, params.split)
+def test_split_refuses_empty_labels_when_stratifying(params: Params) -> None:
+    frame = sample(params).astype({params.task.target: "float64"})
+    frame.loc[frame.index[:3], params.task.target] = np.nan
+    with pytest.raises(InputError, match="target 'default' has 3 empty values"):
+        split(table(frame), params.task, params.split)
 
 
-# --------------------------------------------------------------------------- transformer
-
-
-def test_compile_features_is_unfitted_and_drops_undeclared(params: Params) -> None:
-    transformer = compile_features(params.features)
-    assert isinstance(transformer, ColumnTransformer)
-    assert not hasattr(transformer, "transformers_")
-    assert transformer.remainder == "drop"
-    used = {c for _, _, cols in transformer.transformers for c in cols}
-    assert used == {
-        *params.features.numeric,
-        *params.features.categorical,
-        *params.features.datetime,
-    }
-    assert params.task.target not in used
-    assert params.task.sensitive not in used
-
-
-def test_transformer_output_shape_and_names(params: Params) -> None:
-    frame = sample(params)
-    transformer = compile_features(params.features)
-    out = transformer.fit_transform(frame)
-    names = list(transformer.get_feature_names_out())
-    assert out.shape == (len(frame), len(names))
-    assert not np.isnan(out).any()  # imputers filled income/employment gaps
-    n_categories = sum(frame[c].nunique() for c in params.features.categorical)
-    has_missing_category = int(frame["employment"].isna().any())
-    expected = (
-        len(params.features.numeric)
-        + n_categories
-        + has_missing_category
-        + sum(len(p) for p in params.features.datetime.values())
-    )
-    assert len(names) == expected
-    assert "numeric__age" in names
-    assert "categorical__region_north" in names
-    assert "datetime_applied_at__applied_at_month" in names
-    assert not any("sex" in n or "application_id" in n for n in names)
-
-
-def test_scaling_and_zero_imputation(params: Params) -> None:
-    frame = sample(params)
-    cfg = dataclasses.replace(params.features, numeric_impute="zero", scale=False)
-    out = compile_features(cfg).fit_transform(frame)
-    income = out[:, list(cfg.numeric).index("income")]
-    assert (income[frame["income"].isna().to_numpy()] == 0).all()
-    scaled = compile_features(params.features).fit_transform(frame)[:, : len(cfg.numeric)]
-    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-9)
-
-
-def test_ordinal_encoding_maps_unknown_to_minus_one(params: Params) -> None:
-    frame = sample(params)
-    cfg = dataclasses.replace(params.features, categorical_encoding="ordinal", datetime={})
-    transformer = compile_features(cfg).fit(frame)
-    unseen = frame.head(3).assign(region="mars")
-    region = list(transformer.get_feature_names_out()).index("categorical__region")
-    assert (transformer.transform(unseen)[:, region] == -1).all()
-
-
-def test_onehot_groups_rare_categories(params: Params) -> None:
-    frame = sample(params)
-    cfg = dataclasses.replace(params.features, max_categories=2, datetime={})
-    names = list(compile_features(cfg).fit(frame).get_feature_names_out())
-    region = [n for n in names if n.startswith("categorical__region_")]
-    assert len(region) == 2
-    assert "categorical__region_infrequent_sklearn" in region
-
-
-def test_datetime_parts_values_and_names() -> None:
-    stamps = pd.DataFrame({"at": pd.to_datetime(["2025-03-04 05:06:07", "2024-12-31 23:00:00"])})
-    parts = ("year", "month", "day", "dayofweek", "hour", "dayofyear")
-    transformer = DatetimeParts(parts).fit(stamps)
-    assert transformer.transform(stamps).tolist() == [
-        [2025, 3, 4, 1, 5, 63],
-        [2024, 12, 31, 1, 23, 366],
-    ]
-    assert list(transformer.get_feature_names_out()) == [f"at_{p}" for p in parts]
-
-
-def test_datetime_parts_parse_text_like_csv_gives() -> None:
-    typed = pd.DataFrame({"at": pd.to_datetime(["2025-03-04 05:06:07"])})
-    text = pd.DataFrame({"at": ["2025-03-04 05:06:07"]})
-    transformer = DatetimeParts(("month", "hour")).fit(typed)
-    assert transformer.transform(text).tolist() == transformer.transform(typed).tolist()
-
-
-def test_datetime_parts_rejects_unknown_part() -> None:
-    with pytest.raises(ValueError, match="minute"):
-        DatetimeParts(("minute",)).fit(pd.DataFrame({"at": pd.to_datetime(["2025-01-01"])}))
+def test_split_names_a_missing_target(params: Params) -> None:
+    frame = sample(params).drop(columns=[params.task.target])
+    with pytest.raises(InputError, match="target column 'default' is missing"):
+        split(table(frame), params.task, params.split)
 
 
 # --------------------------------------------------------------------------- stage
@@ -191,13 +166,26 @@ def test_run_writes_train_test_and_spec(workspace: Path, params: Params) -> None
     test = io.read_table(params.paths.test)
     raw = io.read_table(params.paths.raw)
     assert len(train) + len(test) == len(raw)
-    assert list(train.columns) == list(raw.columns)
-    assert set(train["application_id"]).isdisjoint(test["application_id"])
+    # Raw values and dtypes survive the Arrow round trip unchanged.
+    both = pd.concat([train, test]).set_index("application_id").loc[raw["application_id"]]
+    pd.testing.assert_frame_equal(both.reset_index(), raw)
     spec = io.read_json(params.paths.feature_spec)
     assert spec == feature_spec(params.features, params.task, list(raw.columns))
     first = Path(params.paths.train).read_bytes()
     run(params)
     assert Path(params.paths.train).read_bytes() == first  # same inputs, same bytes
+
+
+def test_run_reads_and_writes_csv_like_parquet(workspace: Path, params: Params) -> None:
+    paths = dataclasses.replace(params.paths, raw="raw.csv", train="train.csv", test="test.csv")
+    csv_params = dataclasses.replace(params, paths=paths)
+    io.write_table(paths.raw, io.read_table(params.paths.raw))
+    run(params)
+    run(csv_params)
+    from_parquet = io.read_table(params.paths.test)
+    from_csv = io.read_table(paths.test)
+    assert list(from_csv["application_id"]) == list(from_parquet["application_id"])
+    assert list(from_csv.columns) == list(from_parquet.columns)
 
 
 def test_run_names_declared_columns_missing_from_data(workspace: Path, params: Params) -> None:
@@ -207,6 +195,13 @@ def test_run_names_declared_columns_missing_from_data(workspace: Path, params: P
         run(params)
     assert not Path(params.paths.train).exists()
     assert not Path(params.paths.feature_spec).exists()
+
+
+def test_run_names_an_unreadable_raw_file(workspace: Path, params: Params) -> None:
+    Path(params.paths.raw).write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match=r"dataset\.parquet: cannot read as parquet"):
+        run(params)
+    assert not Path(params.paths.train).exists()
 
 
 def test_run_requires_validation(workspace: Path, params: Params) -> None:
@@ -223,3 +218,17 @@ def test_run_refuses_sensitive_attribute_as_feature(workspace: Path, params: Par
     with pytest.raises(ConfigError, match=r"features\.categorical: 'sex' is the sensitive"):
         run(dataclasses.replace(params, features=features))
     assert not Path(params.paths.train).exists()
+
+
+def test_stage_imports_neither_pandas_nor_sklearn(workspace: Path) -> None:
+    # The stage's speed depends on it: those two imports cost more than a 1M-row split.
+    code = (
+        "import sys; from pipeline.cli import main; code = main(['features']); "
+        "print(code, sorted(m for m in ('pandas', 'sklearn') if m in sys.modules))"
+    )
+    shutil.copy(REPO_ROOT / "tests/demo/params.yaml", workspace / "params.yaml")
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=workspace, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "0 []"
+    assert Path(workspace / "data/processed/train.parquet").is_file()

@@ -151,7 +151,7 @@ def test_save_model_writes_canonical_bytes(tmp_path: Path, model: Any) -> None:
 
 def test_trusted_types_file_is_read_without_comments() -> None:
     names = trusted_types()
-    assert "pipeline.features.DatetimeParts" in names
+    assert "pipeline.transform.DatetimeParts" in names
     assert all(n and "#" not in n and " " not in n for n in names)
 
 

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from pipeline import io
 from pipeline.config import Params, load_params
 from pipeline.errors import ConfigError, InputError
-from pipeline.features import split
+from pipeline.features import split_indices
 from pipeline.ingest import generate
 from pipeline.model_io import load_model
 from pipeline.train import ESTIMATORS, build_model, fit, run
@@ -51,6 +51,13 @@ def sample(params: Params, rows: int = 500) -> pd.DataFrame:
     return generate(generator, params.task)
 
 
+def split(frame: pd.DataFrame, p: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The features stage's seeded split, on a DataFrame."""
+    labels = frame[p.task.target].to_numpy() if p.split.stratify else None
+    train, test = split_indices(labels, len(frame), p.split)
+    return frame.iloc[train], frame.iloc[test]
+
+
 PAIRS = sorted((name, kind) for name, kind in ESTIMATORS)
 
 
@@ -59,7 +66,7 @@ def test_every_allowlisted_model_trains_and_predicts(params: Params, name: str, 
     task_types = ["regression"] if kind == "regression" else ["binary", "multiclass"]
     for task_type in task_types:
         p = configured(params, name, task_type)
-        train, test = split(sample(p), p.task, p.split)
+        train, test = split(sample(p), p)
         model = fit(build_model(p.features, p.train, p.task), train, p.features, p.task)
         assert isinstance(model, Pipeline)
         assert [step for step, _ in model.steps] == ["features", "model"]
