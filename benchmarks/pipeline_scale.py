@@ -6,7 +6,8 @@ features -> train -> evaluate, including DVC hashing and every report file) and 
 script doing the same read, split, fit and evaluation with the same model (and, for
 reference, the same script stopping at the headline metrics). All run in fresh processes,
 alternated, on the same machine in the same run, so only their ratios matter. Also timed: a
-no-op `dvc repro` (nothing changed). With --repeats N each figure is the best of N.
+no-op `dvc repro` (nothing changed), next to the no-op of a one-stage DVC project (DVC's own
+start-up and exit: the floor). With --repeats N each figure is the best of N.
 
     python benchmarks/pipeline_scale.py [--rows 100000 1000000] [--repeats 1]
 """
@@ -109,7 +110,25 @@ def bench(rows: int, repeats: int) -> dict[str, Any]:
             "baseline_peak_mib": best(base, "peak_mib"),
             "memory_ratio": best(pipe, "peak_mib") / best(base, "peak_mib"),
             "noop_repro_s": best(noop, "wall_s"),
+            "runs": {
+                name: [r["wall_s"] for r in runs]
+                for name, runs in (("pipeline", pipe), ("baseline", base), ("no-op", noop))
+            },
         }
+
+
+def dvc_floor(repeats: int) -> list[float]:
+    """No-op `dvc repro` of a one-stage DVC project: DVC's own start-up and exit, the floor."""
+    with tempfile.TemporaryDirectory(prefix="bench-dvc-floor-") as tmp:
+        repo = Path(tmp)
+        (repo / "in.txt").write_text("x\n")
+        (repo / "dvc.yaml").write_text(
+            "stages:\n  copy:\n    cmd: cp in.txt out.txt\n"
+            "    deps: [in.txt]\n    outs: [out.txt]\n"
+        )
+        for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+            subprocess.run(cmd, cwd=repo, env=ENV, check=True)
+        return [measure(["dvc", "repro", "-q"], repo)["wall_s"] for _ in range(repeats)]
 
 
 def main() -> None:
@@ -133,6 +152,13 @@ def main() -> None:
             flush=True,
         )
         print(f"  time ratio per repeat: {', '.join(f'{x:.2f}' for x in r['ratios'])}", flush=True)
+        for name, seconds in r["runs"].items():
+            print(f"  {name} s per repeat: {', '.join(f'{x:.2f}' for x in seconds)}", flush=True)
+    floor = dvc_floor(max(args.repeats, 3))
+    print(
+        f"no-op `dvc repro` of a one-stage DVC project (DVC's floor): best {min(floor):.2f} s; "
+        f"per repeat: {', '.join(f'{x:.2f}' for x in floor)}"
+    )
 
 
 if __name__ == "__main__":

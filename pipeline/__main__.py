@@ -1,7 +1,7 @@
-"""`python -m pipeline ...` is the same as the `ml-pipeline` console script."""
+"""`python -m pipeline ...` (what dvc.yaml's stages run) is the `ml-pipeline` console script."""
 
 import sys
 
-from pipeline.cli import main
+from pipeline.cli import entry
 
-sys.exit(main())
+sys.exit(entry())
