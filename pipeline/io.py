@@ -100,6 +100,16 @@ def _table_format(name: str) -> str:
     raise InputError(f"{name}: unsupported table format {suffix!r} (expected .csv or .parquet)")
 
 
+def _existing_file(name: str) -> Path:
+    """`name` as a Path to a non-empty local file, else an InputError saying which."""
+    path = Path(name)
+    if not path.is_file():
+        raise InputError(f"{name}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{name}: file is empty")
+    return path
+
+
 def read_table(
     source: str | os.PathLike[str], columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -122,12 +132,7 @@ def read_table(
             raise InputError(f"{name}: file is empty")
         local: Any = BytesIO(payload)
     else:
-        path = Path(name)
-        if not path.is_file():
-            raise InputError(f"{name}: file not found")
-        if path.stat().st_size == 0:
-            raise InputError(f"{name}: file is empty")
-        local = path
+        local = _existing_file(name)
     wanted = None if columns is None else set(columns)
     try:
         if fmt == "csv":
@@ -179,11 +184,7 @@ def read_arrow(path: str | os.PathLike[str]) -> pa.Table:
     name = os.fspath(path)
     if _table_format(name) == "csv":
         return pa.Table.from_pandas(read_table(name), preserve_index=False)
-    file = Path(name)
-    if not file.is_file():
-        raise InputError(f"{name}: file not found")
-    if file.stat().st_size == 0:
-        raise InputError(f"{name}: file is empty")
+    file = _existing_file(name)
     try:
         # ParquetFile, not pq.read_table: the dataset API would import pandas (~0.6 s).
         with pq.ParquetFile(file) as parquet:
