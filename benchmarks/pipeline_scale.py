@@ -57,7 +57,8 @@ def measure(cmd: list[str], cwd: Path) -> dict[str, Any]:
     return result
 
 
-def template_copy(dest: Path, rows: int) -> Path:
+def template_copy(dest: Path, rows: int | None = None) -> Path:
+    """Copy the template's files into a new git repository at dest, with `rows` rows if given."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
@@ -69,15 +70,22 @@ def template_copy(dest: Path, rows: int) -> Path:
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
-    params = dest / "params.yaml"
-    params.write_text(re.sub(r"(\n    rows: )\d+", rf"\g<1>{rows}", params.read_text(), count=1))
+    if rows is not None:
+        params = dest / "params.yaml"
+        text = re.sub(r"(\n    rows: )\d+", rf"\g<1>{rows}", params.read_text(), count=1)
+        params.write_text(text)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=ENV)
+    commit(dest)
+    return dest
+
+
+def commit(repo: Path) -> None:
+    """Commit everything in repo (a throwaway benchmark repository)."""
     for args in (
-        ["init", "-q"],
         ["add", "-A"],
         ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "t"],
     ):
-        subprocess.run(["git", *args], cwd=dest, check=True, env=ENV)
-    return dest
+        subprocess.run(["git", *args], cwd=repo, check=True, env=ENV)
 
 
 def bench(rows: int, repeats: int) -> dict[str, Any]:
@@ -117,17 +125,22 @@ def bench(rows: int, repeats: int) -> dict[str, Any]:
         }
 
 
+def dvc_floor_repo(repo: Path) -> Path:
+    """A one-stage DVC project (`cp in.txt out.txt`), reproduced once: DVC's floor."""
+    repo.mkdir(parents=True)
+    (repo / "in.txt").write_text("x\n")
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+    )
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=ENV, check=True)
+    return repo
+
+
 def dvc_floor(repeats: int) -> list[float]:
     """No-op `dvc repro` of a one-stage DVC project: DVC's own start-up and exit, the floor."""
     with tempfile.TemporaryDirectory(prefix="bench-dvc-floor-") as tmp:
-        repo = Path(tmp)
-        (repo / "in.txt").write_text("x\n")
-        (repo / "dvc.yaml").write_text(
-            "stages:\n  copy:\n    cmd: cp in.txt out.txt\n"
-            "    deps: [in.txt]\n    outs: [out.txt]\n"
-        )
-        for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
-            subprocess.run(cmd, cwd=repo, env=ENV, check=True)
+        repo = dvc_floor_repo(Path(tmp) / "one-stage")
         return [measure(["dvc", "repro", "-q"], repo)["wall_s"] for _ in range(repeats)]
 
 
