@@ -25,11 +25,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from pipeline_scale import ENV, commit, dvc_floor_repo, template_copy
+from pipeline_scale import ENV, commit, dvc_floor_repo, measure, template_copy
 
 # `dvc repro -q` in-process, then freeze every object so the interpreter's exit collects none.
 NO_FINAL_GC = (
@@ -48,14 +47,10 @@ def literal_paths(repo: Path) -> int:
     text, count = re.subn(
         r"\$\{paths\.(\w+)\}", lambda m: str(paths[m.group(1)]), dvc_yaml.read_text()
     )
+    if not count:  # else the "literal" variant would silently be the template itself
+        raise SystemExit(f"{dvc_yaml}: no ${{paths.*}} expression to write out")
     dvc_yaml.write_text(text)
     return count
-
-
-def seconds(cmd: list[str], repo: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=repo, env=ENV, check=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -83,7 +78,7 @@ def main() -> None:
         runs: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, (cmd, repo) in variants.items():
-                runs[name].append(seconds(cmd, repo))
+                runs[name].append(measure(cmd, repo)["wall_s"])
     floor = statistics.median(runs["one-stage"])
     print(f"no-op `dvc repro`, {args.rounds} alternating rounds (seconds)")
     print("| variant | median | best | median minus one-stage |")

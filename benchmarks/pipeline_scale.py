@@ -36,7 +36,7 @@ def same_model(baseline_stdout: str, repo: Path) -> None:
     ours = json.loads((repo / "models/metrics.json").read_text())
     theirs = json.loads(baseline_stdout)["metrics"]
     differ = [k for k, v in ours.items() if not math.isclose(v, theirs[k], rel_tol=1e-5)]
-    if differ:
+    if differ or not ours:
         raise SystemExit(f"baseline fitted another model: {differ} differ ({ours} vs {theirs})")
 
 
@@ -72,7 +72,9 @@ def template_copy(dest: Path, rows: int | None = None) -> Path:
             shutil.copy2(ROOT / rel, dest / rel)
     if rows is not None:
         params = dest / "params.yaml"
-        text = re.sub(r"(\n    rows: )\d+", rf"\g<1>{rows}", params.read_text(), count=1)
+        text, found = re.subn(r"(\n    rows: )\d+", rf"\g<1>{rows}", params.read_text(), count=1)
+        if not found:  # else the benchmark would silently run the default size
+            raise SystemExit(f"{params}: no `rows:` setting under ingest to set to {rows}")
         params.write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True, env=ENV)
     commit(dest)
