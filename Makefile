@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # dvc.yaml stage commands call `python -m pipeline ...`: the venv must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test lint typecheck unit e2e workflow-lint bench clean
+.PHONY: setup run test test-fast test-act lint typecheck unit e2e workflow-lint bench clean
 
 # The venv is rebuilt only when the lock file or the package metadata changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -39,9 +39,18 @@ workflow-lint: setup
 unit: setup
 	$(BIN)/pytest tests/unit
 
+# The slow half (CI: nightly and on demand): real dvc, git, S3 server, and the workflows under act.
 e2e: setup
 	$(BIN)/pytest tests/e2e
 
+# The workflows alone under a real Actions runner (act, host mode) against a GitHub stand-in.
+test-act: setup
+	$(BIN)/pytest -m act
+
+# The fast half (CI: every PR and push): minutes, no end-to-end test.
+test-fast: lint typecheck workflow-lint unit
+
+# Everything: what `.ci/run` runs.
 test: lint typecheck workflow-lint
 	$(BIN)/pytest
 
@@ -77,7 +86,7 @@ PR_DIR ?= pr-report
 VENV_PATH = PATH="$(abspath $(BIN)):$$PATH"
 BOT_NAME ?= github-actions[bot]
 BOT_EMAIL ?= 41898282+github-actions[bot]@users.noreply.github.com
-.PHONY: pr-pull pr-pipeline pr-policy pr-report pr-meta pr-guard pr-push pr-commit
+.PHONY: pr-scope pr-pull pr-pipeline pr-policy pr-report pr-meta pr-gate pr-guard pr-push pr-commit
 
 # Restore data, model and run-cache from the DVC remote, only when CI has one configured
 # (repository variable DVC_REMOTE_URL); otherwise say so and let the pipeline run from scratch.
@@ -106,6 +115,25 @@ pr-report: setup
 	  $(if $(wildcard $(PR_DIR)/verdict.json),--policy $(PR_DIR)/verdict.json) --output $(PR_DIR)/report.json
 	@if [[ -n "$${GITHUB_STEP_SUMMARY:-}" ]]; then cat $(PR_DIR)/report.md >> "$$GITHUB_STEP_SUMMARY"; fi
 
+# The required check, after the report is uploaded: fails when the policy failed (or was not
+# evaluated) or when the committed dvc.lock is not the one the pipeline produces.
+pr-gate: setup
+	$(BIN)/python -m pipeline gate $(PR_DIR)/report.json
+
+# Which checks a PR needs, from what its merge commit changes against the base (HEAD^1):
+# registry=true when it edits models/registry.yaml, pipeline=true when it changes anything else.
+# Written to $GITHUB_OUTPUT. The workflows skip a job by `if:` on these, never by a `paths`
+# filter: a skipped job counts as passed for a required check, a filtered-out workflow leaves
+# the check pending forever and blocks the merge.
+pr-scope:
+	@files="$$(git diff --name-only HEAD^1 HEAD)" || { echo "cannot diff HEAD^1..HEAD" >&2; exit 2; }; \
+	registry=false; pipeline=false; \
+	while IFS= read -r file; do \
+	  if [[ "$$file" == "models/registry.yaml" ]]; then registry=true; \
+	  elif [[ -n "$$file" ]]; then pipeline=true; fi; \
+	done <<<"$$files"; \
+	printf 'registry=%s\npipeline=%s\n' "$$registry" "$$pipeline" | tee -a "$${GITHUB_OUTPUT:-/dev/null}"
+
 # The PR number and head SHA travel with the report; pr-comment.yml re-checks both.
 pr-meta:
 	@[[ "$${PR_NUMBER:-}" =~ ^[0-9]+$$ ]] || { echo "PR_NUMBER must be digits" >&2; exit 2; }
@@ -114,11 +142,15 @@ pr-meta:
 	printf '%s\n' "$$PR_NUMBER" > $(PR_DIR)/pr-number
 	printf '%s\n' "$$HEAD_SHA" > $(PR_DIR)/head-sha
 
-# Write-back guard: skip=true when the checked-out head is the bot's own commit (no loops) or
-# the branch moved on since the event (a newer run will handle it). Writes to $GITHUB_OUTPUT.
+# Write-back guard: skip=true when no WRITEBACK_TOKEN is configured (WRITEBACK_ENABLED != true:
+# a push with the default token would start no CI on the new head), when the checked-out head is
+# the bot's own commit (no loops) or when the branch moved on since the event (a newer run will
+# handle it). Writes to $GITHUB_OUTPUT.
 pr-guard:
 	@author="$$(git log -1 --format=%an HEAD)"; head="$$(git rev-parse HEAD)"; skip=false; \
-	if [[ "$$author" == "$(BOT_NAME)" ]]; then \
+	if [[ "$${WRITEBACK_ENABLED:-}" != "true" ]]; then \
+	  echo "::notice title=Write-back::off (no WRITEBACK_TOKEN secret): commit dvc.lock yourself, see the README"; skip=true; \
+	elif [[ "$$author" == "$(BOT_NAME)" ]]; then \
 	  echo "::notice title=Write-back::head commit is by $(BOT_NAME): nothing to write back"; skip=true; \
 	elif [[ -n "$${HEAD_SHA:-}" && "$$head" != "$$HEAD_SHA" ]]; then \
 	  echo "::notice title=Write-back::branch moved to $$head since $$HEAD_SHA: skipping"; skip=true; \
@@ -148,7 +180,7 @@ pr-commit:
 	if [[ -n "$${PUSH_TOKEN:-}" ]]; then \
 	  basic="$$(printf 'x-access-token:%s' "$$PUSH_TOKEN" | base64 -w0)"; \
 	  echo "::add-mask::$$basic"; \
-	  auth=(-c "http.https://github.com/.extraheader=AUTHORIZATION: basic $$basic"); \
+	  auth=(-c "http.$${GITHUB_SERVER_URL:-https://github.com}/.extraheader=AUTHORIZATION: basic $$basic"); \
 	fi; \
 	git "$${auth[@]}" push origin "HEAD:refs/heads/$$HEAD_REF"
 
@@ -185,9 +217,12 @@ monitor: setup
 	  $(MONITOR_DIR)/report.json | tee -a "$${GITHUB_OUTPUT:-/dev/null}"
 
 # open=true when a PR from a $(RETRAIN_PREFIX)* branch is open. A failing `gh` fails the target:
-# never assume "none open" (that would open duplicates).
+# never assume "none open" (that would open duplicates). REST, every page: the same API and
+# token scope as the rest of the workflows (no GraphQL).
 monitor-open-pr:
-	@heads="$$(gh pr list --state open --limit 200 --json headRefName --jq '.[].headRefName')"; \
+	@[[ -n "$${GITHUB_REPOSITORY:-}" ]] || { echo "GITHUB_REPOSITORY must name owner/repo" >&2; exit 2; }
+	@heads="$$(gh api --paginate "repos/$$GITHUB_REPOSITORY/pulls?state=open&per_page=100" \
+	  --jq '.[].head.ref')"; \
 	open=false; \
 	if grep -q '^$(RETRAIN_PREFIX)' <<<"$$heads"; then \
 	  open=true; echo "::notice title=Retraining PR::one is already open: not opening another"; \

@@ -454,6 +454,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gate(sub: Any) -> None:
+    p = sub.add_parser(
+        "gate",
+        help="a PR's required check: exit 1 unless the policy passed and dvc.lock is committed",
+    )
+    p.add_argument("report", help="the PR report's JSON (`report --format json`)")
+    p.set_defaults(handler=_cmd_gate)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from pipeline.errors import InputError
+    from pipeline.io import read_json
+    from pipeline.report import gate
+
+    doc = read_json(args.report)
+    if not isinstance(doc, dict) or doc.get("marker") is None:
+        raise InputError(f"{args.report}: not a PR report (run `report --format json`)")
+    reasons = gate(doc)
+    for reason in reasons:
+        print(f"::error title=Required check::{reason}")
+    if not reasons:
+        print("the policy passed and dvc.lock is the one the pipeline produces")
+    return 1 if reasons else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -481,6 +506,7 @@ ADDERS: list[Callable[[Any], None]] = [
     _add_init,
     _add_rename,
     _add_report,
+    _add_gate,
 ]
 
 

@@ -308,6 +308,11 @@ def _create_tag(
     return tag
 
 
+def server_url() -> str:
+    """The GitHub server the workflow runs on (GITHUB_SERVER_URL), without a trailing slash."""
+    return (os.environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
+
+
 def push_tags(repo: Path, tags: Sequence[str], remote: str = "origin") -> None:
     """Push the new tags in one atomic push; a token in REGISTRY_PUSH_TOKEN is sent as a header.
 
@@ -324,7 +329,9 @@ def push_tags(repo: Path, tags: Sequence[str], remote: str = "origin") -> None:
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         env = {
             "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "http.https://github.com/.extraheader",
+            # Scoped to the server the workflow runs on (GitHub Enterprise too), as
+            # actions/checkout scopes its own header.
+            "GIT_CONFIG_KEY_0": f"http.{server_url()}/.extraheader",
             "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}",
         }
     _git(repo, "push", "--atomic", remote, *(f"refs/tags/{t}" for t in tags), env=env)

@@ -499,7 +499,10 @@ def _status_line(report: Report) -> str:
         lock = "❔ `dvc.lock` status unknown (dvc status failed)"
     elif report.lock_stale:
         stages = ", ".join(f"`{_cell(s)}`" for s in report.lock_stale)
-        lock = f"⚠️ `dvc.lock` is stale ({stages}): run `dvc repro` and commit `dvc.lock`"
+        lock = (
+            f"⚠️ `dvc.lock` is stale ({stages}): the committed lock is not what the pipeline "
+            "produces; run `make run` and commit `dvc.lock` and `models/`"
+        )
     else:
         lock = "✅ `dvc.lock` is up to date with code, params and data"
     if report.policy is None:
@@ -663,6 +666,34 @@ def to_json(report: Report) -> str:
     return dumps_json(doc)
 
 
+def gate(doc: Mapping[str, Any]) -> list[str]:
+    """Why a PR's required check fails, from its JSON report (pure); [] when it passes.
+
+    Fails closed: a policy that was not evaluated, or a lock status that is unknown, fails.
+    """
+    reasons = []
+    policy = doc.get("policy")
+    if not isinstance(policy, Mapping):
+        reasons.append("the staging policy was not evaluated (see the policy step's log)")
+    elif policy.get("passed") is not True:
+        failed = [
+            str(rule.get("name") or rule.get("rule") or "?")
+            for rule in policy.get("rules") or []
+            if isinstance(rule, Mapping) and rule.get("passed") is False
+        ]
+        reasons.append("the staging policy failed" + (f" ({', '.join(failed)})" if failed else ""))
+    stale = doc.get("lock_stale")
+    if doc.get("lock_up_to_date") is not True:
+        if isinstance(stale, list | tuple) and stale:
+            reasons.append(
+                f"dvc.lock is stale ({', '.join(map(str, stale))}): the committed lock is not "
+                "what the pipeline produces; run `make run` and commit dvc.lock and models/"
+            )
+        else:
+            reasons.append("the dvc.lock status is unknown (`dvc status` failed)")
+    return reasons
+
+
 # --------------------------------------------------------------------------- I/O edges
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
@@ -775,6 +806,42 @@ def read_workspace(cwd: Path, params: Params, params_file: str) -> Inputs:
     )
 
 
+def _lock_entry(entry: Any, volatile: frozenset[str]) -> Any:
+    """A dvc.lock stage entry without the hashes of outputs that differ run to run."""
+    if not isinstance(entry, Mapping):
+        return entry
+    outs = [
+        {k: v for k, v in out.items() if k not in {"md5", "size", "hash"}}
+        if isinstance(out, Mapping) and out.get("path") in volatile
+        else out
+        for out in entry.get("outs") or []
+    ]
+    return {**entry, "outs": outs}
+
+
+def uncommitted_stages(
+    committed: Mapping[str, Any] | None,
+    workspace: Mapping[str, Any] | None,
+    volatile: Sequence[str] = (),
+) -> tuple[str, ...]:
+    """Stages whose dvc.lock entry in the workspace is not the committed one (pure).
+
+    After `dvc repro` this is what `dvc status` cannot see: the committed dvc.lock is not the
+    one the pipeline produces, so merging would carry a lock (and a model) nobody reproduced.
+    `volatile` outputs (the latency benchmark) differ run to run: their hashes are ignored.
+    """
+    skip = frozenset(volatile)
+    before = (committed or {}).get("stages") or {}
+    after = (workspace or {}).get("stages") or {}
+    return tuple(
+        sorted(
+            name
+            for name in {*before, *after}
+            if _lock_entry(before.get(name), skip) != _lock_entry(after.get(name), skip)
+        )
+    )
+
+
 def lock_status(cwd: Path) -> tuple[str, ...] | None:
     """Stages `dvc status --json` reports as changed; () when up to date; None if it failed."""
     # The interpreter running this code has dvc installed: no reliance on PATH.
@@ -786,6 +853,18 @@ def lock_status(cwd: Path) -> tuple[str, ...] | None:
     except json.JSONDecodeError:
         return None
     return tuple(sorted(str(k) for k in status)) if isinstance(status, dict) else None
+
+
+def stale_stages(cwd: Path, params: Params) -> tuple[str, ...] | None:
+    """Stages out of date: changed for `dvc status`, or whose reproduced dvc.lock entry differs
+    from the committed one (HEAD). None when `dvc status` failed."""
+    changed = lock_status(cwd)
+    if changed is None:
+        return None
+    committed = _yaml_or_none(read_at(cwd, "HEAD", "dvc.lock"), "HEAD:dvc.lock")
+    workspace = _yaml_or_none(_read_file(cwd / "dvc.lock"), "dvc.lock")
+    drift = uncommitted_stages(committed, workspace, volatile=[params.paths.benchmark])
+    return tuple(sorted({*changed, *drift}))
 
 
 def load_verdict(path: str | Path) -> dict[str, Any]:
@@ -820,7 +899,7 @@ def build_report(
         base_rev=base_rev,
         head_rev=head_rev,
         model_path=params.paths.model,
-        lock_stale=lock_status(root),
+        lock_stale=stale_stages(root, params),
         policy=load_verdict(policy_file) if policy_file else None,
     )
 

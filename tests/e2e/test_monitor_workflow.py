@@ -1,13 +1,11 @@
-"""The monitor end to end: real model, real batches from the generator, the real CLI, and the
-scheduled workflow's steps run by the harness with recording `cml` and `gh` shims."""
+"""The monitor end to end: real model, real batches from the generator, the real CLI. The
+scheduled workflow itself runs under act in tests/e2e/test_workflows_act.py."""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import json
-import os
-import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, VENV_BIN, clone_of, git, run, set_param
-from tests.harness import JobResult, cml_shim, read_record, run_job
+from tests.conftest import REPO_ROOT, clone_of, git, run, set_param
 
 pytestmark = pytest.mark.e2e
 
@@ -205,127 +202,3 @@ def test_latest_takes_the_last_batch_by_name(repo: Path, tmp_path: Path) -> None
     assert report is not None
     assert report["batch"]["source"] == "data/production/2025-02-01.parquet"
     assert code == 0, report["breaches"]
-
-
-# --------------------------------------------------------------------------- the workflow
-
-
-def gh_shim(bin_dir: Path, record: Path, open_heads: list[str]) -> Path:
-    """`gh pr list ... --jq '.[].headRefName'` answering with `open_heads`; argv recorded."""
-    script = bin_dir / "gh"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    answer = bin_dir / "gh-open-heads.txt"
-    answer.write_text("".join(f"{head}\n" for head in open_heads))
-    script.write_text(
-        "#!/usr/bin/env bash\n"
-        f"printf '%s\\n' \"$*\" >> {str(record)!r}\n"
-        'if [[ "$1 $2" == "pr list" ]]; then\n'
-        f"  cat {str(answer)!r}\n"
-        "fi\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return script
-
-
-@pytest.fixture
-def workdir(repo: Path, tmp_path: Path) -> Path:
-    """A repo copy whose `make setup` reuses this venv (stamp present, BIN via MAKEFLAGS)."""
-    work = clone_of(repo, tmp_path / "work")
-    (work / ".venv").mkdir(exist_ok=True)
-    (work / ".venv" / ".installed").touch()
-    return work
-
-
-def run_monitor_jobs(
-    work: Path, tmp_path: Path, *, open_heads: list[str]
-) -> tuple[JobResult, JobResult, list[dict[str, Any]], list[str]]:
-    """Both jobs as the runner would chain them; (monitor, retrain, cml calls, gh calls)."""
-    bin_dir = tmp_path / "bin"
-    cml_record, gh_record = tmp_path / "cml.jsonl", tmp_path / "gh.log"
-    cml_shim(bin_dir, cml_record)
-    gh_shim(bin_dir, gh_record, open_heads)
-    common: dict[str, Any] = {
-        "workdir": work,
-        "event": {},
-        "event_name": "schedule",
-        "env": {
-            "MAKEFLAGS": f"BIN={VENV_BIN}",
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-        },
-        "path_prepend": [bin_dir],
-        "vars": {},
-        "secrets": {},
-    }
-    first = run_job(WORKFLOW, "monitor", **common)
-    second = run_job(
-        WORKFLOW,
-        "retrain",
-        needs={
-            "monitor": {
-                "result": "success" if first.ok else "failure",
-                "outputs": first.job_outputs,
-            }
-        },
-        **common,
-    )
-    gh_calls = gh_record.read_text().splitlines() if gh_record.exists() else []
-    return first, second, read_record(cml_record), gh_calls
-
-
-def add_batch(work: Path, name: str, seed: int, *knobs: str) -> None:
-    generate(work, work / "data" / "production" / name, seed, *knobs)
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", f"production batch {name}")
-
-
-def test_breach_opens_one_retraining_pr(workdir: Path, tmp_path: Path) -> None:
-    add_batch(workdir, "2025-03-01.parquet", 309, "--prior-shift", "1.5")
-    first, second, cml_calls, gh_calls = run_monitor_jobs(workdir, tmp_path, open_heads=[])
-    assert first.ok, [(s.name, s.stderr[-2000:]) for s in first.steps]
-    assert first.job_outputs["breach"] == "true"
-    assert first.job_outputs["batch"] == "data/production/2025-03-01.parquet"
-    assert "Monitoring report: 🚨 breach" in first.summary
-    assert second.ok, [(s.name, s.stderr[-2000:]) for s in second.steps]
-    assert any(call.startswith("pr list") for call in gh_calls)
-    assert len(cml_calls) == 1
-    argv = cml_calls[0]["argv"]
-    assert argv[:2] == ["pr", "create"]
-    option = {argv[i]: argv[i + 1] for i in range(2, len(argv) - 1) if argv[i].startswith("--")}
-    assert option["--branch"] == "retrain/2025-03-01"
-    assert "<!-- ml-gitops:monitoring-report -->" in option["--body"]
-    assert "target drift" in option["--body"]
-    assert {"dvc.lock", "data/extra/*.dvc", "models/**"} <= set(argv)
-    # The batch went into the training extras, tracked by DVC (pointer in git, bytes in cache).
-    extra = workdir / "data" / "extra"
-    assert (extra / "2025-03-01.parquet").is_file()
-    assert "md5:" in (extra / "2025-03-01.parquet.dvc").read_text()
-    assert "/2025-03-01.parquet" in (extra / ".gitignore").read_text()
-    assert git(workdir, "check-ignore", "data/extra/2025-03-01.parquet")
-
-
-def test_open_retraining_pr_blocks_a_second(workdir: Path, tmp_path: Path) -> None:
-    add_batch(workdir, "2025-04-01.parquet", 310, "--prior-shift", "1.5")
-    first, second, cml_calls, _ = run_monitor_jobs(
-        workdir, tmp_path, open_heads=["feature/x", "retrain/2025-03-01"]
-    )
-    assert first.job_outputs["breach"] == "true"
-    assert second.ok
-    assert second.outputs["open"] == {"open": "true"}
-    assert cml_calls == []
-    after_check = second.steps[[s.id for s in second.steps].index("open") + 1 :]
-    assert after_check
-    assert all(step.skipped for step in after_check)
-    # No batch was added to the training extras (the folder itself ships with a README).
-    assert sorted(p.name for p in (workdir / "data" / "extra").iterdir()) == ["README.md"]
-
-
-def test_no_breach_writes_the_summary_only(workdir: Path, tmp_path: Path) -> None:
-    add_batch(workdir, "2025-05-01.parquet", 311)
-    first, second, cml_calls, gh_calls = run_monitor_jobs(workdir, tmp_path, open_heads=[])
-    assert first.ok
-    assert first.job_outputs["breach"] == "false"
-    assert "Monitoring report: ✅ no breach" in first.summary
-    assert "### Feature drift: 0 of 9 features drifted" in first.summary
-    assert second.skipped
-    assert cml_calls == []
-    assert gh_calls == []

@@ -291,9 +291,26 @@ def test_promotion_refused_with_reason_and_nothing_tagged(repo: Path) -> None:
     assert gto_stage(repo, "production") == "v0.1.0"
 
 
-def test_rollback_can_open_the_pull_request(two_versions: Path, tmp_path: Path) -> None:
-    from tests.harness import gh_shim, read_record
+def recording_gh(bin_dir: Path, record: Path) -> None:
+    """A `gh` that records its argv as a JSON line. `gh pr create` is a person's command (their
+    own gh login, GraphQL): what this test owns is the call, not GitHub's answer to it."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "gh"
+    script.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(record)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:]}}) + '\\n')\n"
+        "print('https://github.com/example-org/example-repo/pull/1')\n"
+    )
+    script.chmod(0o755)
 
+
+def read_record(record: Path) -> list[dict[str, Any]]:
+    if not record.exists():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines() if line]
+
+
+def test_rollback_can_open_the_pull_request(two_versions: Path, tmp_path: Path) -> None:
     PIPELINE = [sys.executable, "-m", "pipeline"]  # noqa: N806
     repo = two_versions
     params = load_params(repo / "params.yaml")
@@ -304,7 +321,7 @@ def test_rollback_can_open_the_pull_request(two_versions: Path, tmp_path: Path) 
     git(tmp_path, "init", "-q", "--bare", str(origin))
     git(repo, "remote", "add", "origin", str(origin))
     bin_dir, record = tmp_path / "bin", tmp_path / "gh.jsonl"
-    gh_shim(bin_dir, record)
+    recording_gh(bin_dir, record)
     proc = run(
         [*PIPELINE, "rollback", "production", "--branch", "rollback/production", "--open-pr"],
         repo,

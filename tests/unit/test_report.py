@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline import report as rp
+from pipeline.config import load_params
 from pipeline.errors import InputError
 from tests.conftest import git, make_template_repo, run
 
@@ -446,3 +447,144 @@ def test_cli_report_bad_input_writes_nothing(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert not (template_repo / "report.md").exists()
+
+
+# --------------------------------------------------------------------------- committed lock
+
+
+def _lock(**stages: dict[str, Any]) -> dict[str, Any]:
+    return {"schema": "2.0", "stages": stages}
+
+
+TRAIN = {
+    "cmd": "python -m pipeline train",
+    "params": {"params.yaml": {"train.kwargs.learning_rate": 0.1}},
+    "outs": [{"path": "models/model.skops", "md5": "a" * 32, "size": 10}],
+}
+EVALUATE = {
+    "cmd": "python -m pipeline evaluate",
+    "outs": [
+        {"path": "models/metrics.json", "md5": "b" * 32, "size": 5},
+        {"path": "models/benchmark.json", "md5": "c" * 32, "size": 7},
+    ],
+}
+
+
+def test_uncommitted_stages_names_what_the_commit_lacks() -> None:
+    committed = _lock(train=TRAIN, evaluate=EVALUATE)
+    assert rp.uncommitted_stages(committed, committed) == ()
+    retrained = {
+        **TRAIN,
+        "params": {"params.yaml": {"train.kwargs.learning_rate": 0.2}},
+        "outs": [{"path": "models/model.skops", "md5": "d" * 32, "size": 10}],
+    }
+    assert rp.uncommitted_stages(committed, _lock(train=retrained, evaluate=EVALUATE)) == ("train",)
+    # A stage only one side has is out of date too (a new stage, or no lock committed at all).
+    assert rp.uncommitted_stages(_lock(train=TRAIN), committed) == ("evaluate",)
+    assert rp.uncommitted_stages(None, committed) == ("evaluate", "train")
+
+
+def test_uncommitted_stages_ignores_only_the_volatile_hash() -> None:
+    committed = _lock(evaluate=EVALUATE)
+    rerun = {
+        **EVALUATE,
+        "outs": [
+            EVALUATE["outs"][0],
+            {"path": "models/benchmark.json", "md5": "e" * 32, "size": 8},
+        ],
+    }
+    assert rp.uncommitted_stages(committed, _lock(evaluate=rerun)) == ("evaluate",)
+    volatile = ["models/benchmark.json"]
+    assert rp.uncommitted_stages(committed, _lock(evaluate=rerun), volatile) == ()
+    metrics_changed = {
+        **rerun,
+        "outs": [{"path": "models/metrics.json", "md5": "f" * 32, "size": 5}, rerun["outs"][1]],
+    }
+    assert rp.uncommitted_stages(committed, _lock(evaluate=metrics_changed), volatile) == (
+        "evaluate",
+    )
+
+
+PASSED = {"passed": True, "rules": [{"rule": "absolute:roc_auc", "passed": True}]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "reasons"),
+    [
+        ({"policy": PASSED, "lock_up_to_date": True, "lock_stale": []}, []),
+        (
+            {
+                "policy": {
+                    "passed": False,
+                    "rules": [{"rule": "absolute:log_loss", "passed": False}],
+                },
+                "lock_up_to_date": True,
+                "lock_stale": [],
+            },
+            ["the staging policy failed (absolute:log_loss)"],
+        ),
+        (
+            {"policy": None, "lock_up_to_date": True, "lock_stale": []},
+            ["the staging policy was not evaluated (see the policy step's log)"],
+        ),
+        (
+            {"policy": PASSED, "lock_up_to_date": False, "lock_stale": ["train"]},
+            [
+                "dvc.lock is stale (train): the committed lock is not what the pipeline "
+                "produces; run `make run` and commit dvc.lock and models/"
+            ],
+        ),
+        (
+            {"policy": PASSED, "lock_up_to_date": None, "lock_stale": None},
+            ["the dvc.lock status is unknown (`dvc status` failed)"],
+        ),
+        ({"policy": {"passed": float("nan")}, "lock_up_to_date": "yes"}, None),
+    ],
+)
+def test_gate_fails_closed(doc: dict[str, Any], reasons: list[str] | None) -> None:
+    got = rp.gate(doc)
+    if reasons is None:  # a malformed report never passes
+        assert len(got) == 2
+    else:
+        assert got == reasons
+
+
+def test_cli_gate_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"marker": rp.MARKER, "policy": PASSED, "lock_up_to_date": True}))
+    stale = tmp_path / "stale.json"
+    stale.write_text(
+        json.dumps(
+            {"marker": rp.MARKER, "policy": PASSED, "lock_up_to_date": False, "lock_stale": ["x"]}
+        )
+    )
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"passed": True}))
+    gate = [sys.executable, "-m", "pipeline", "gate"]
+    assert run([*gate, good], tmp_path).returncode == 0
+    proc = run([*gate, stale], tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "::error title=Required check::dvc.lock is stale (x)" in proc.stdout
+    proc = run([*gate, other], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "not a PR report" in proc.stderr
+
+
+def test_report_flags_a_lock_the_pr_did_not_commit(tmp_path: Path) -> None:
+    """After `dvc repro` the workspace lock is current, so `dvc status` says nothing; the
+    report still calls the PR stale when the committed lock is not the reproduced one."""
+    repo = make_template_repo(tmp_path / "repo", rows=1000)
+    run(["dvc", "repro", "-q"], repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "reproduced")
+    params = load_params(repo / "params.yaml")
+    assert rp.stale_stages(repo, params) == ()
+    text = (repo / "params.yaml").read_text().replace("learning_rate: 0.1", "learning_rate: 0.05")
+    (repo / "params.yaml").write_text(text)
+    git(repo, "commit", "-q", "-am", "change a param, no repro")
+    assert "train" in (rp.stale_stages(repo, params) or ())  # dvc status sees it
+    run(["dvc", "repro", "-q"], repo)
+    assert rp.lock_status(repo) == ()  # dvc status: up to date now
+    assert "train" in (rp.stale_stages(repo, params) or ())  # but HEAD's lock is not this one
+    git(repo, "commit", "-q", "-am", "commit the reproduced lock")
+    assert rp.stale_stages(repo, params) == ()
