@@ -460,13 +460,16 @@ def _add_gate(sub: Any) -> None:
         help="a PR's required check: exit 1 unless the policy passed and dvc.lock is committed",
     )
     p.add_argument("report", help="the PR report's JSON (`report --format json`)")
+    p.add_argument(
+        "--markdown", default=None, help="also append the verdict as Markdown to this file"
+    )
     p.set_defaults(handler=_cmd_gate)
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
     from pipeline.errors import InputError
-    from pipeline.io import read_json
-    from pipeline.report import gate
+    from pipeline.io import append_text, read_json
+    from pipeline.report import gate, gate_markdown
 
     doc = read_json(args.report)
     if not isinstance(doc, dict) or doc.get("marker") is None:
@@ -476,6 +479,8 @@ def _cmd_gate(args: argparse.Namespace) -> int:
         print(f"::error title=Required check::{reason}")
     if not reasons:
         print("the policy passed and dvc.lock is the one the pipeline produces")
+    if args.markdown:  # the job summary: kept whatever happens to the log's last lines
+        append_text(args.markdown, gate_markdown(reasons))
     return 1 if reasons else 0
 
 

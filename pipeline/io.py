@@ -55,6 +55,13 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def append_text(path: str | os.PathLike[str], text: str) -> None:
+    """Add to a file another program owns and reads as it grows (a CI job summary): appended
+    to, never replaced, so what others wrote stays."""
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _reject_non_finite(obj: Any, where: str = "$") -> None:
     """NaN/inf are never written silently: json.dumps would emit invalid JSON tokens."""
     if isinstance(obj, float) and not math.isfinite(obj):

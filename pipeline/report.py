@@ -694,6 +694,14 @@ def gate(doc: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
+def gate_markdown(reasons: Sequence[str]) -> str:
+    """The required check's verdict as a Markdown section (pure)."""
+    if not reasons:
+        return "### Required check: ✅ passed\n\nThe policy passed and `dvc.lock` is committed.\n"
+    items = "\n".join(f"- {reason}" for reason in reasons)
+    return f"### Required check: ❌ failed\n\n{items}\n"
+
+
 # --------------------------------------------------------------------------- I/O edges
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]

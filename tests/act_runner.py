@@ -139,21 +139,12 @@ def tool_cache(action_cache: Path, cml: Path | None) -> Path:
 
 
 def tools_path(root: Path) -> Path:
-    """A directory for PATH with `gh` as GitHub's runner has it.
-
-    gh reads GH_TOKEN only for github.com; for any other host (this stand-in is one) it reads
-    GH_ENTERPRISE_TOKEN. The wrapper hands over exactly what the step set as GH_TOKEN, so a
-    step that forgot its token still fails here as it would on GitHub.
-    """
+    """A directory for PATH with `gh`, as GitHub's runner has it preinstalled."""
     bin_dir = root / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    wrapper = bin_dir / "gh"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'GH_ENTERPRISE_TOKEN="${GH_TOKEN:-}"; export GH_ENTERPRISE_TOKEN\n'
-        f'exec "{tool("gh")}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    link = bin_dir / "gh"
+    if not link.exists():
+        link.symlink_to(tool("gh"))
     return bin_dir
 
 
@@ -180,7 +171,8 @@ class ActResult:
             except ValueError:
                 continue
             if entry.get("stepResult") and entry.get("stage") == "Main":
-                job = str(entry.get("job", "")).split("/", 1)[-1]  # "<workflow>/<job name>"
+                # "<workflow>/<job name>", padded with spaces to align act's own log lines
+                job = str(entry.get("job", "")).split("/", 1)[-1].strip()
                 found.append((job, str(entry.get("step")), str(entry["stepResult"])))
         return found
 
@@ -205,7 +197,12 @@ class Runner:
 
     def __post_init__(self) -> None:
         self.flags = action_flags(pinned_actions())
-        self.tool_cache = tool_cache(self.cache / "act", build_cml(self.cache))
+        cml = build_cml(self.cache)
+        self.tool_cache = tool_cache(self.cache / "act", cml)
+        # Without offline copies act fetches the actions, and without the CML source
+        # setup-cml downloads its release, from GitHub itself: only then may they reach it.
+        fetches = "--replace-ghe-action-with-github-com" in self.flags or cml is None
+        self.direct_hosts = ["github.com", "githubusercontent.com"] if fetches else []
         self.bin = tools_path(self.root)
         self.artifacts = self.root / "artifacts"
         self.artifacts.mkdir(parents=True, exist_ok=True)
@@ -299,22 +296,27 @@ class Runner:
             "PATH": path,
             "HOME": home,
             "LANG": "C.UTF-8",
-            # The jobs' `make setup` installs from the same pip cache the test venv filled.
-            "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path(home) / ".cache" / "pip")),
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            # The tools' own telemetry and update checks (act, DVC, CML, gh), off as on a
+            # developer's machine that opted out: the proxy refuses and the fixture fails on
+            # any request for another host, so only the workflows' own traffic remains.
+            "ACT_DISABLE_VERSION_CHECK": "1",
             "DVC_NO_ANALYTICS": "1",
-            "ACT_DISABLE_VERSION_CHECK": "1",  # act would ask its notices server otherwise
-            "XDG_CACHE_HOME": str(here / "xdg-cache"),
-            "RUNNER_TEMP": str(here / "tmp"),
+            "ITERATIVE_DO_NOT_TRACK": "1",
+            "GH_TELEMETRY": "false",
+            "GH_NO_UPDATE_NOTIFIER": "1",
+            "DO_NOT_TRACK": "1",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": str(here / "gitconfig"),
         }
+        # The jobs' `make setup` installs from the same pip and uv caches the test venv filled.
+        passed = {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "XDG_CACHE_HOME", "UV_CACHE_DIR"}
         for key, value in os.environ.items():
-            if key.startswith("PIP_") or key in {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}:
+            if key.startswith("PIP_") or key in passed:
                 env[key] = value
         env.update(self.github.client_env())
         # The package registry is the one place a job may reach besides the stand-in.
-        no_proxy = ",".join([env["NO_PROXY"], *package_index_hosts()])
+        no_proxy = ",".join([env["NO_PROXY"], *package_index_hosts(), *self.direct_hosts])
         env["NO_PROXY"] = env["no_proxy"] = no_proxy
         return env
 

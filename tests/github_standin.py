@@ -1,21 +1,23 @@
 """A GitHub stand-in for the workflow tests: the REST API the workflows call and a git remote.
 
-It is the GitHub Enterprise Server `https://ghes.localhost` (REST at `/api/v3`, git at
+It is the GitHub instance `https://github.localhost` (REST at `/api/v3`, git at
 `/OWNER/REPO.git`), so the real clients talk to it unchanged: `actions/checkout` (git fetch),
-`actions/upload-artifact` and `download-artifact` (REST), the `gh` CLI (`GH_HOST`), CML
-(`--repo=https://ghes.localhost/OWNER/REPO`) and plain `git push`. The runner (`act
---github-instance`) points every `GITHUB_*_URL` there. A `.localhost` name is what lets the
-artifact actions run (they refuse other GHES hosts) and is never resolved by DNS: clients reach
-it through the stand-in's own HTTPS proxy (`HTTPS_PROXY`, loopback), which tunnels that one
-host to the TLS server and refuses, and records, every other destination, so nothing a
-workflow does can leave the machine unnoticed. The certificate is made per instance; clients
-trust it through `SSL_CERT_FILE` (Go), `NODE_EXTRA_CA_CERTS` (Node) and `GIT_SSL_CAINFO` (git).
+`actions/upload-artifact` and `download-artifact` (REST), CML
+(`--repo=https://github.localhost/OWNER/REPO`), plain `git push`, and the `gh` CLI, which
+treats `github.localhost` like github.com (it reads GH_TOKEN) and calls
+`http://api.github.localhost/`. The runner (`act --github-instance`) points every
+`GITHUB_*_URL` there. A `.localhost` name is what lets the artifact actions run (they refuse
+other GitHub Enterprise hosts) and is never resolved by DNS: clients reach it through the
+stand-in's own proxy (`HTTPS_PROXY`/`HTTP_PROXY` on loopback), which serves those two hosts and
+refuses, and records, every other destination, so nothing a workflow does can leave the machine
+unnoticed. The certificate is made per instance; clients trust it through `SSL_CERT_FILE` (Go),
+`NODE_EXTRA_CA_CERTS` (Node) and `GIT_SSL_CAINFO` (git).
 
 Every request is recorded (method, path, query, JSON body, the token that authenticated it).
-The repository is private: every call, git included, needs the token, and a write needs a
-token with write access, as on GitHub. What it keeps: pull requests, issue comments, reviews,
-and the artifacts of workflow runs (read from the directory `act --artifact-server-path`
-writes). The git remote is a real bare repository served by `git http-backend`.
+The repository is private: every call, git included, needs a known token, as a private
+repository on GitHub does. What it keeps: pull requests, issue comments, reviews, and the
+artifacts of workflow runs (read from the directory `act --artifact-server-path` writes). The
+git remote is a real bare repository served by `git http-backend`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import os
 import re
 import select
 import socket
-import socketserver
 import ssl
 import subprocess
 import threading
@@ -39,8 +40,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import certifi
+
 HOST = "127.0.0.1"
-SERVER_NAME = "ghes.localhost"
+SERVER_NAME = "github.localhost"
 MAX_BODY = 64 << 20  # bytes; a push of the small test repository is far below this
 
 
@@ -101,7 +104,7 @@ class GitHubStandIn:
     port: int = 0  # the TLS server's loopback port (clients use the proxy)
     proxy_port: int = 0
     _server: ThreadingHTTPServer | None = None
-    _proxy: socketserver.ThreadingTCPServer | None = None
+    _proxy: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,11 +129,21 @@ class GitHubStandIn:
     def ca_file(self) -> Path:
         return self.root / "tls" / "cert.pem"
 
+    @property
+    def bundle(self) -> Path:
+        return self.root / "tls" / "bundle.pem"
+
     def start(self) -> None:
         self.git_dir.parent.mkdir(parents=True, exist_ok=True)
         if not self.git_dir.exists():
             _git(self.root, "init", "-q", "--bare", "-b", "main", str(self.git_dir))
         _make_certificate(self.root / "tls")
+        # Clients that take one CA file (SSL_CERT_FILE replaces the system's roots for Go, uv
+        # and Python) get the system's roots plus this server's: pip's index stays reachable.
+        paths = ssl.get_default_verify_paths()
+        system = Path(paths.cafile or paths.openssl_cafile)
+        roots = system.read_text() if system.is_file() else Path(certifi.where()).read_text()
+        self.bundle.write_text(roots + "\n" + self.ca_file.read_text())
         handler = type("Handler", (_Handler,), {"standin": self})
         server = ThreadingHTTPServer((HOST, 0), handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -141,7 +154,7 @@ class GitHubStandIn:
         self._server = server
         threading.Thread(target=server.serve_forever, name="github-standin", daemon=True).start()
         proxy_handler = type("Proxy", (_ProxyHandler,), {"standin": self})
-        proxy = socketserver.ThreadingTCPServer((HOST, 0), proxy_handler)
+        proxy = ThreadingHTTPServer((HOST, 0), proxy_handler)
         proxy.daemon_threads = True
         self.proxy_port = proxy.server_address[1]
         self._proxy = proxy
@@ -163,14 +176,13 @@ class GitHubStandIn:
             "HTTP_PROXY": proxy,
             "http_proxy": proxy,
             # act's artifact and cache servers listen on 127.0.0.1: reached directly. (Not
-            # "localhost": curl and Node would match ghes.localhost to it and skip the proxy.)
+            # "localhost": curl and Node would match github.localhost to it and skip the proxy.)
             "NO_PROXY": "127.0.0.1",
             "no_proxy": "127.0.0.1",
-            "GIT_SSL_CAINFO": str(self.ca_file),
+            "GIT_SSL_CAINFO": str(self.bundle),
             "NODE_EXTRA_CA_CERTS": str(self.ca_file),
-            "SSL_CERT_FILE": str(self.ca_file),
+            "SSL_CERT_FILE": str(self.bundle),
             "GH_HOST": self.host,
-            "GH_ENTERPRISE_TOKEN": "",
             "GIT_TERMINAL_PROMPT": "0",
         }
 
@@ -415,7 +427,7 @@ def _make_certificate(directory: Path) -> None:
         [
             "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
             "-subj", f"/CN={SERVER_NAME}",
-            "-addext", f"subjectAltName=DNS:{SERVER_NAME},DNS:localhost,IP:127.0.0.1",
+            "-addext", f"subjectAltName=DNS:{SERVER_NAME},DNS:*.{SERVER_NAME},IP:127.0.0.1",
             "-addext", "basicConstraints=critical,CA:TRUE",
             "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
         ],
@@ -572,26 +584,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
 
-class _ProxyHandler(socketserver.StreamRequestHandler):
-    """HTTPS proxy (CONNECT) that reaches exactly one host: the stand-in's TLS server."""
+class _ProxyHandler(_Handler):
+    """The clients' proxy (HTTPS_PROXY and HTTP_PROXY, loopback).
 
-    standin: GitHubStandIn
-    rbufsize = 0  # read the CONNECT head only; the tunnel's first bytes stay in the socket
+    CONNECT to the stand-in's host is tunnelled to its TLS server. A plain-HTTP request for
+    `api.github.localhost` is the `gh` CLI (for the host `github.localhost` it calls
+    `http://api.<host>/`, the REST API without the /api/v3 prefix) and is served here. Every
+    other destination is refused with 403 and recorded.
+    """
 
-    def handle(self) -> None:
-        request = self.rfile.readline(8192).decode("latin-1").split()
-        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
-            pass  # the request's headers: nothing in them matters here
-        target = request[1] if len(request) == 3 else ""
-        allowed = {f"{SERVER_NAME}:443", f"{SERVER_NAME}"}
-        if request[:1] != ["CONNECT"] or target not in allowed:
-            with self.standin._lock:
-                self.standin.refused.append(" ".join(request[:2]))
-            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+    def _refuse(self) -> None:
+        with self.standin._lock:
+            self.standin.refused.append(f"{self.command} {self.path}")
+        self.close_connection = True
+        self._send(403, b"", {})
+
+    def do_CONNECT(self) -> None:
+        if self.path not in {f"{SERVER_NAME}:443", SERVER_NAME}:
+            self._refuse()
             return
         upstream = socket.create_connection((HOST, self.standin.port), timeout=30)
-        self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        self.wfile.flush()
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
         client = self.connection
         with upstream:
             sockets = [client, upstream]
@@ -604,6 +619,14 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
                     if not data:
                         return
                     (upstream if sock is client else client).sendall(data)
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.scheme != "http" or parts.netloc != f"api.{SERVER_NAME}":
+            self._refuse()
+            return
+        self.path = f"/api/v3{parts.path}" + (f"?{parts.query}" if parts.query else "")
+        super()._handle()
 
 
 @contextmanager

@@ -568,6 +568,16 @@ def test_cli_gate_exit_codes(tmp_path: Path) -> None:
     proc = run([*gate, other], tmp_path, check=False)
     assert proc.returncode == 2
     assert "not a PR report" in proc.stderr
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    assert run([*gate, stale, "--markdown", summary], tmp_path, check=False).returncode == 1
+    assert run([*gate, good, "--markdown", summary], tmp_path).returncode == 0
+    assert summary.read_text() == (
+        "earlier step\n### Required check: ❌ failed\n\n"
+        "- dvc.lock is stale (x): the committed lock is not what the pipeline produces; run "
+        "`make run` and commit dvc.lock and models/\n"
+        "### Required check: ✅ passed\n\nThe policy passed and `dvc.lock` is committed.\n"
+    )
 
 
 def test_report_flags_a_lock_the_pr_did_not_commit(tmp_path: Path) -> None:
