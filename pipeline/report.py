@@ -499,10 +499,7 @@ def _status_line(report: Report) -> str:
         lock = "❔ `dvc.lock` status unknown (dvc status failed)"
     elif report.lock_stale:
         stages = ", ".join(f"`{_cell(s)}`" for s in report.lock_stale)
-        lock = (
-            f"⚠️ `dvc.lock` is stale ({stages}): the committed lock is not what the pipeline "
-            "produces; run `make run` and commit `dvc.lock` and `models/`"
-        )
+        lock = f"⚠️ `dvc.lock` is stale ({stages}): {STALE_ADVICE}"
     else:
         lock = "✅ `dvc.lock` is up to date with code, params and data"
     if report.policy is None:
@@ -666,6 +663,12 @@ def to_json(report: Report) -> str:
     return dumps_json(doc)
 
 
+STALE_ADVICE = (
+    "the committed lock was not made from this code, params and data; update the branch from "
+    "its base, run `make run` and commit `dvc.lock` and `models/`"
+)
+
+
 def gate(doc: Mapping[str, Any]) -> list[str]:
     """Why a PR's required check fails, from its JSON report (pure); [] when it passes.
 
@@ -685,10 +688,7 @@ def gate(doc: Mapping[str, Any]) -> list[str]:
     stale = doc.get("lock_stale")
     if doc.get("lock_up_to_date") is not True:
         if isinstance(stale, list | tuple) and stale:
-            reasons.append(
-                f"dvc.lock is stale ({', '.join(map(str, stale))}): the committed lock is not "
-                "what the pipeline produces; run `make run` and commit dvc.lock and models/"
-            )
+            reasons.append(f"dvc.lock is stale ({', '.join(map(str, stale))}): {STALE_ADVICE}")
         else:
             reasons.append("the dvc.lock status is unknown (`dvc status` failed)")
     return reasons
@@ -814,38 +814,31 @@ def read_workspace(cwd: Path, params: Params, params_file: str) -> Inputs:
     )
 
 
-def _lock_entry(entry: Any, volatile: frozenset[str]) -> Any:
-    """A dvc.lock stage entry without the hashes of outputs that differ run to run."""
+def _lock_inputs(entry: Any) -> Any:
+    """What a dvc.lock stage entry says the stage ran on: its command, deps and params."""
     if not isinstance(entry, Mapping):
         return entry
-    outs = [
-        {k: v for k, v in out.items() if k not in {"md5", "size", "hash"}}
-        if isinstance(out, Mapping) and out.get("path") in volatile
-        else out
-        for out in entry.get("outs") or []
-    ]
-    return {**entry, "outs": outs}
+    return {key: entry.get(key) for key in ("cmd", "deps", "params")}
 
 
 def uncommitted_stages(
-    committed: Mapping[str, Any] | None,
-    workspace: Mapping[str, Any] | None,
-    volatile: Sequence[str] = (),
+    committed: Mapping[str, Any] | None, workspace: Mapping[str, Any] | None
 ) -> tuple[str, ...]:
-    """Stages whose dvc.lock entry in the workspace is not the committed one (pure).
+    """Stages whose inputs in the workspace's dvc.lock (command, deps, params) are not the
+    committed ones (pure).
 
-    After `dvc repro` this is what `dvc status` cannot see: the committed dvc.lock is not the
-    one the pipeline produces, so merging would carry a lock (and a model) nobody reproduced.
-    `volatile` outputs (the latency benchmark) differ run to run: their hashes are ignored.
+    After `dvc repro` this is what `dvc status` cannot see: the committed dvc.lock was not made
+    from the code, params and data it sits beside. Outputs are left out on purpose: a lock
+    made on another platform may pin other bytes for the same inputs (floating point), and
+    the report shows output hashes anyway.
     """
-    skip = frozenset(volatile)
     before = (committed or {}).get("stages") or {}
     after = (workspace or {}).get("stages") or {}
     return tuple(
         sorted(
             name
             for name in {*before, *after}
-            if _lock_entry(before.get(name), skip) != _lock_entry(after.get(name), skip)
+            if _lock_inputs(before.get(name)) != _lock_inputs(after.get(name))
         )
     )
 
@@ -863,16 +856,15 @@ def lock_status(cwd: Path) -> tuple[str, ...] | None:
     return tuple(sorted(str(k) for k in status)) if isinstance(status, dict) else None
 
 
-def stale_stages(cwd: Path, params: Params) -> tuple[str, ...] | None:
-    """Stages out of date: changed for `dvc status`, or whose reproduced dvc.lock entry differs
-    from the committed one (HEAD). None when `dvc status` failed."""
+def stale_stages(cwd: Path) -> tuple[str, ...] | None:
+    """Stages out of date: changed for `dvc status`, or whose inputs in the workspace's
+    dvc.lock differ from the committed one's (HEAD). None when `dvc status` failed."""
     changed = lock_status(cwd)
     if changed is None:
         return None
     committed = _yaml_or_none(read_at(cwd, "HEAD", "dvc.lock"), "HEAD:dvc.lock")
     workspace = _yaml_or_none(_read_file(cwd / "dvc.lock"), "dvc.lock")
-    drift = uncommitted_stages(committed, workspace, volatile=[params.paths.benchmark])
-    return tuple(sorted({*changed, *drift}))
+    return tuple(sorted({*changed, *uncommitted_stages(committed, workspace)}))
 
 
 def load_verdict(path: str | Path) -> dict[str, Any]:
@@ -907,7 +899,7 @@ def build_report(
         base_rev=base_rev,
         head_rev=head_rev,
         model_path=params.paths.model,
-        lock_stale=stale_stages(root, params),
+        lock_stale=stale_stages(root),
         policy=load_verdict(policy_file) if policy_file else None,
     )
 

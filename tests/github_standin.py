@@ -346,6 +346,14 @@ class GitHubStandIn:
                 )
                 self.pulls[number] = pr
             return 201, self.pull_json(pr), {}
+        if (m := re.fullmatch(r"/pulls/(\d+)/commits", sub)) and method == "GET":
+            pr = self.pulls.get(int(m.group(1)))
+            if pr is None:
+                return 404, {"message": "Not Found"}, {}
+            shas = _git(
+                self.git_dir, "rev-list", "--reverse", f"refs/heads/{pr.base_ref}..{pr.head_sha}"
+            )
+            return 200, _page([{"sha": s} for s in shas.split()], query), {}
         if (m := re.fullmatch(r"/pulls/(\d+)/reviews", sub)) and method == "GET":
             return 200, _page(self.reviews.get(int(m.group(1)), []), query), {}
         if (m := re.fullmatch(r"/commits/([0-9a-f]{40})/pulls", sub)) and method == "GET":

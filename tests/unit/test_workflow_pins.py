@@ -70,6 +70,7 @@ def test_one_pin_per_action() -> None:
 
 def test_setup_cml_is_at_least_2_0_1_with_a_version_it_finds() -> None:
     """v2.0.1 is the first release that finds CML's `v`-prefixed tags; pin CML itself too."""
+    seen = 0
     for path in sorted(WORKFLOWS.glob("*.yml")):
         data = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
         for job in data["jobs"].values():
@@ -80,6 +81,8 @@ def test_setup_cml_is_at_least_2_0_1_with_a_version_it_finds() -> None:
                 assert tuple(map(int, tag.lstrip("v").split("."))) >= (2, 0, 1), path.name
                 version = str(step.get("with", {}).get("version", "latest"))
                 assert re.fullmatch(r"v?\d+\.\d+\.\d+", version), (path.name, version)
+                seen += 1
+    assert seen == 2  # pr-comment.yml and monitor.yml install CML
 
 
 def _runs_files(action_yml: Path) -> list[str]:
