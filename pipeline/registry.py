@@ -550,13 +550,33 @@ class Edit:
     branch: str | None = None
 
 
-def _commit_branch(repo: Path, registry_rel: str, branch: str, message: str) -> None:
+def _check_branch(repo: Path, branch: str) -> None:
+    """A new branch name git and a shell both take as it is; checked before anything is
+    written, so a refused command leaves the tree exactly as it was."""
     if _git(repo, "check-ref-format", "--branch", branch, check=False).strip() != branch:
         raise InputError(f"invalid branch name {branch!r}")
     _check(branch.replace("/", "-"), "branch", re.compile(r"^[A-Za-z0-9._-]+$"))
-    _git(repo, "switch", "--create", branch)
-    _git(repo, "add", "--", registry_rel)
-    _git(repo, "commit", "--quiet", "--message", message, "--", registry_rel)
+    if _git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False):
+        raise InputError(f"branch {branch!r} already exists")
+
+
+def _apply_edit(repo: Path, registry_rel: str, text: str, edit: Edit) -> Edit:
+    """Write the edited registry.yaml and, with a branch, commit it there. Every check runs
+    first; if committing fails anyway, the file gets its old text back."""
+    if edit.branch:
+        _check_branch(repo, edit.branch)
+    path = repo / registry_rel
+    before = path.read_text("utf-8")
+    _write_desired(path, text)
+    if edit.branch:
+        try:
+            _git(repo, "switch", "--create", edit.branch)
+            _git(repo, "add", "--", registry_rel)
+            _git(repo, "commit", "--quiet", "--message", edit.description, "--", registry_rel)
+        except Exception:
+            write_text(path, before)
+            raise
+    return edit
 
 
 def open_pull_request(repo: Path, edit: Edit, *, base: str, remote: str = "origin") -> str:
@@ -615,10 +635,8 @@ def promote(
     text = edit_desired(path.read_text("utf-8"), stage, version, canary_percent)
     what = f"canary {canary_percent}% of {stage}" if canary_percent else stage
     description = f"Promote {params.project.model}@{version} to {what}"
-    _write_desired(path, text)
-    if branch:
-        _commit_branch(repo, params.paths.registry, branch, description)
-    return Edit(stage, version, canary_percent, description, branch)
+    edit = Edit(stage, version, canary_percent, description, branch)
+    return _apply_edit(repo, params.paths.registry, text, edit)
 
 
 def rollback(params: Params, repo: Path, stage: str, *, branch: str | None = None) -> Edit:
@@ -643,10 +661,7 @@ def rollback(params: Params, repo: Path, stage: str, *, branch: str | None = Non
             f"Roll back {stage} from {model}@{state.holder(stage)} to {model}@{previous[0]}"
         )
         edit = Edit(stage, previous[0], None, description, branch)
-    _write_desired(path, new_text)
-    if branch:
-        _commit_branch(repo, params.paths.registry, branch, description)
-    return edit
+    return _apply_edit(repo, params.paths.registry, new_text, edit)
 
 
 def _write_desired(path: Path, text: str) -> None:

@@ -349,6 +349,32 @@ def test_open_pr_without_a_branch_is_refused_and_changes_nothing(two_versions: P
     assert git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.parametrize(
+    ("command", "branch", "message"),
+    [
+        (["promote", "v0.2.0", "--to", "production"], "bad..name", "invalid branch name"),
+        (["promote", "v0.2.0", "--to", "production"], "x;id", "invalid branch 'x;id'"),
+        (["promote", "v0.2.0", "--to", "production"], "main", "branch 'main' already exists"),
+        (["rollback", "production"], "-x", "invalid branch name"),
+    ],
+)
+def test_refused_branch_leaves_the_tree_as_it_was(
+    two_versions: Path, command: list[str], branch: str, message: str
+) -> None:
+    repo = two_versions
+    if command[0] == "rollback":  # something to roll back: a canary of v0.2.0
+        cli(repo, "promote", "v0.2.0", "--to", "production", "--canary", "10")
+        merge_registry_change(repo, "canary v0.2.0")
+    before = (repo / "models/registry.yaml").read_bytes()
+    branches = git(repo, "branch", "--list")
+    proc = cli(repo, *command, f"--branch={branch}", check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert (repo / "models/registry.yaml").read_bytes() == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "branch", "--list") == branches
+
+
 def test_model_not_matching_dvc_lock_is_refused(repo: Path) -> None:
     params = load_params(repo / "params.yaml")
     _, model_md5 = commit_version(repo, b"model-1", cache=True)
