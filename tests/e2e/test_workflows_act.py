@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
@@ -590,7 +591,11 @@ def test_untampered_artifact_is_posted(project: Project) -> None:
     zip_path = project.runner.artifacts / "611" / "pr-report" / "pr-report.zip"
     zip_path.parent.mkdir(parents=True)
     with zipfile.ZipFile(zip_path, "w") as archive:
-        archive.writestr("report.md", "<!-- ml-gitops-report -->\nhand-made\n")
+        archive.writestr(
+            "report.md",
+            "<!-- ml-gitops-report -->\nhand-made: `@acme/owners` and @alice, see #12 and "
+            "acme/other#3; mail ops@example.com; &#35;\n",
+        )
         archive.writestr("pr-number", "1\n")
         archive.writestr("head-sha", head + "\n")
 
@@ -599,6 +604,12 @@ def test_untampered_artifact_is_posted(project: Project) -> None:
     assert result.returncode == 0, failure_context(result, project.github)
     [comment] = project.github.comments.values()
     assert "hand-made" in comment.body
+    # Nothing in the posted text can notify or cross-reference anyone; it reads the same.
+    wj = "\u2060"
+    assert f"`@{wj}acme/owners` and @{wj}alice, see #{wj}12 and acme/other#{wj}3" in comment.body
+    assert "mail ops@example.com; &#35;" in comment.body
+    assert re.search(r"(^|[^\w])@[\w-]", comment.body) is None
+    assert re.search(r"#\d", comment.body.replace("&#35;", "")) is None
 
 
 # --------------------------------------------------------------------------- monitoring
