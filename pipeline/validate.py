@@ -316,6 +316,31 @@ def contract_failures(
     return sorted(failures, key=lambda f: order.get(f.partition(": ")[0], len(order)))
 
 
+def target_failures(frame: pd.DataFrame, task: Task) -> list[str]:
+    """A label nothing can learn from, checked after the contract (pure): no labelled row, a
+    classification target with a single class, a constant regression target. Training on it
+    would run to the end and write a useless model."""
+    if task.target not in frame.columns or len(frame) == 0:
+        return []  # the contract already reports a missing column or no rows
+    labels = frame[task.target].dropna()
+    name = task.target
+    if labels.empty:
+        return [f"{name}: no labelled rows (every value is null): nothing to learn from"]
+    distinct = labels.unique()
+    if task.type in ("binary", "multiclass") and len(distinct) < 2:
+        return [
+            f"{name}: a single class ({_examples(distinct)}) in {len(labels)} labelled rows: "
+            f"a {task.type} classifier needs at least two (check the data source and "
+            "task.target)"
+        ]
+    if task.type == "regression" and len(distinct) < 2:
+        return [
+            f"{name}: constant ({_examples(distinct)}) in {len(labels)} labelled rows: a "
+            "regression needs a target that varies (check the data source and task.target)"
+        ]
+    return []
+
+
 # --------------------------------------------------------------------------- stage
 
 
@@ -333,7 +358,7 @@ def run(params: Params) -> None:
     """Check paths.raw against the contract; write paths.validation only if it passes."""
     contract = with_target(load_contract(params.paths.contract), params.task)
     frame = read_table(params.paths.raw)
-    failures = contract_failures(frame, contract)
+    failures = contract_failures(frame, contract) or target_failures(frame, params.task)
     if failures:
         raise CheckFailed(
             f"{params.paths.raw}: {len(failures)} data contract check(s) failed "

@@ -397,3 +397,48 @@ def test_validate_through_the_real_entry_point(workdir: Path, tmp_path: Path) ->
     assert proc.returncode == 1
     assert "sex: 1 values in unseen categories 'unknown'" in proc.stderr
     assert not (workdir / PARAMS.paths.validation).exists()
+
+
+# --------------------------------------------------------------------------- degenerate labels
+
+
+def _task(kind: str) -> validate.Task:
+    return dataclasses.replace(PARAMS.task, type=kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels", "message"),
+    [
+        ("binary", [1, 1, 1], f"{TARGET}: a single class (1) in 3 labelled rows: a binary"),
+        ("multiclass", ["a", "a", None], f"{TARGET}: a single class ('a') in 2 labelled rows"),
+        ("regression", [2.5, 2.5, 2.5], f"{TARGET}: constant (2.5) in 3 labelled rows"),
+        ("binary", [None, None, None], f"{TARGET}: no labelled rows (every value is null)"),
+    ],
+)
+def test_degenerate_targets_are_named(kind: str, labels: list[object], message: str) -> None:
+    data = pd.DataFrame({TARGET: labels, "x": [1, 2, 3]})
+    [failure] = validate.target_failures(data, _task(kind))
+    assert failure.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels"),
+    [("binary", [0, 1, 1]), ("multiclass", ["a", "b", "c"]), ("regression", [1.0, 1.5, 2.0])],
+)
+def test_learnable_targets_pass(kind: str, labels: list[object]) -> None:
+    assert validate.target_failures(pd.DataFrame({TARGET: labels}), _task(kind)) == []
+
+
+def test_single_class_data_exits_1_at_validate_and_writes_nothing(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every row passes the contract, but the label has one class: refused before training."""
+    data = GOOD.copy()
+    data[TARGET] = 0
+    write_table(workdir / PARAMS.paths.raw, data)
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert f"{TARGET}: a single class (0) in {len(data)} labelled rows" in err
+    assert not (workdir / PARAMS.paths.validation).exists()
+    assert main(["features"]) == 2  # nothing downstream can run on it
+    assert not (workdir / PARAMS.paths.train).exists()
