@@ -302,6 +302,11 @@ def column_drift(
     }
     if kind == "numeric":
         data = _as_float(values)
+        # inf/-inf have no place on the reference's bins or quantiles: counted, then left out
+        # like nulls (they raise the batch's missing share), so the distances stay finite.
+        finite = np.isfinite(data)
+        result["non_finite"] = int(data.size - finite.sum())
+        data = data[finite]
         n = data.size
         ref_shares = np.asarray(profile["frequencies"], dtype=np.float64)
         if n and profile["edges"]:
@@ -360,6 +365,8 @@ def column_drift(
             # by accident: only None is skipped.
             if value is not None and not value <= limits[measure]:
                 reasons.append(f"{measure} {value} > {limits[measure]}")
+    if result.get("non_finite"):  # never a value a model was trained on: fail closed
+        reasons.append(f"{result['non_finite']} infinite values (inf/-inf) in the batch")
     result["drifted"] = bool(reasons)
     result["reasons"] = reasons
     return result

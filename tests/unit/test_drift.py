@@ -13,6 +13,7 @@ from scipy import stats
 from pipeline import drift, evaluate
 from pipeline.config import Params, load_params
 from pipeline.ingest import batch, override
+from pipeline.io import dumps_json
 from tests.conftest import DEMO_ROOT
 
 NUMERIC = ["age", "income", "debt_ratio", "credit_history_months", "open_accounts", "loan_amount"]
@@ -205,6 +206,23 @@ def test_missing_and_empty_columns_count_as_drifted(
     assert report["features"]["income"]["drifted"] is True
     assert report["features"]["income"]["reasons"] == ["no non-null values in the batch"]
     assert report["drifted_share"] == pytest.approx(2 / 9, rel=1e-5)
+
+
+def test_infinite_values_are_counted_not_a_crash(params: Params, reference: dict[str, Any]) -> None:
+    """inf/-inf in a batch (a broken upstream join, a division by zero) are reported and the
+    report stays writable JSON; they count as missing values for the column's verdict."""
+    current = generated(params, 3000, 107)
+    current["income"] = current["income"].astype(float)
+    current.loc[: len(current) // 2, "income"] = np.inf
+    current.loc[0, "debt_ratio"] = -np.inf
+    report = drift.drift_report(reference, current, SETTINGS)
+    income = report["features"]["income"]
+    assert income["non_finite"] == len(current) // 2 + 1
+    assert income["null_fraction"]["batch"] == pytest.approx(0.5, abs=0.01)
+    assert income["drifted"] is True
+    assert report["features"]["debt_ratio"]["non_finite"] == 1
+    assert all(np.isfinite(v) for v in (income["psi"], income["wasserstein"]))
+    dumps_json(report)  # raised "non-finite value nan at $.drift.features.income..." before
 
 
 def test_prediction_drift_uses_its_own_settings(reference: dict[str, Any]) -> None:
