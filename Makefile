@@ -103,7 +103,10 @@ pr-pull: setup
 	$(VENV_PATH) $(BIN)/dvc pull --run-cache --allow-missing \
 	  || echo "::warning title=DVC remote::dvc pull failed; the pipeline runs from scratch"
 
+# Our parser first (no YAML aliases, bounded size, schemas): a hostile params.yaml is refused
+# in a second instead of keeping DVC's parser busy for minutes.
 pr-pipeline: setup
+	$(BIN)/python -m pipeline config-check
 	$(VENV_PATH) $(BIN)/dvc repro
 
 # Exit 1 when the policy says no; verdict.json is written either way.

@@ -454,6 +454,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_check(sub: Any) -> None:
+    p = sub.add_parser(
+        "config-check",
+        help="parse and validate params.yaml, dvc.yaml and every policy (CI runs it before "
+        "`dvc repro`)",
+    )
+    p.set_defaults(handler=_cmd_config_check)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    # Each file through the project's own parser first (no aliases, bounded size), so a hostile
+    # pull request is refused in a second instead of tying DVC's parser up for minutes.
+    from pipeline.config import load_yaml
+    from pipeline.monitor import load_monitoring
+    from pipeline.policy import load_policy
+    from pipeline.registry import load_desired
+    from pipeline.validate import load_contract
+
+    paths = load_params(args.params).paths
+    load_yaml("dvc.yaml")
+    load_contract(paths.contract)
+    load_policy(paths.promotion)
+    load_monitoring(paths.monitoring)
+    load_desired(paths.registry)
+    _emit(f"{args.params}, dvc.yaml and the policies parse and validate", None)
+    return 0
+
+
 def _add_gate(sub: Any) -> None:
     p = sub.add_parser(
         "gate",
@@ -512,6 +540,7 @@ ADDERS: list[Callable[[Any], None]] = [
     _add_rename,
     _add_report,
     _add_gate,
+    _add_config_check,
 ]
 
 

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 
 from pipeline.errors import ConfigError
 
@@ -39,12 +40,37 @@ def _plain(node: Any) -> Any:
     return node
 
 
+# Far above any configuration file or dvc.lock this project writes; a file this large is a
+# mistake or an attack, and parsing it would tie up CI.
+MAX_YAML_CHARS = 1 << 20
+
+
+def _refuse_aliases(yaml: YAML, text: str, name: str) -> None:
+    """Anchors and aliases are refused before anything is built: a few nested aliases (a
+    "billion laughs" document) expand to gigabytes and keep every command busy for minutes.
+    The events are read in one linear pass; no configuration here needs an alias."""
+    for event in yaml.parse(text):
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            where = f"{name}:{mark.line + 1}" if mark else name
+            raise ConfigError(
+                [f"{where}: YAML anchors and aliases (&name, *name) are not allowed: "
+                 "write each value out"]
+            )  # fmt: skip
+
+
 def parse_yaml(text: str, name: str) -> Any:
     """Parse YAML 1.2 text; raise ConfigError naming the file (and line) on any problem."""
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError(
+            [f"{name}: {len(text)} characters, more than a YAML file here may hold "
+             f"({MAX_YAML_CHARS})"]
+        )  # fmt: skip
     yaml = YAML(typ="safe", pure=True)
     yaml.version = (1, 2)
     yaml.allow_duplicate_keys = False
     try:
+        _refuse_aliases(yaml, text, name)
         doc = yaml.load(text)
     except DuplicateKeyError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"

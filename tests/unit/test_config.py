@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from jsonschema import Draft202012Validator
 from pipeline import config
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from tests.conftest import DEMO_ROOT, REPO_ROOT, set_param
+from tests.conftest import DEMO_ROOT, REPO_ROOT, make_template_repo, run, set_param
 
 
 @pytest.fixture
@@ -163,3 +164,49 @@ def test_shipped_schemas_are_strict_draft_2020_12(name: str) -> None:
 
     for obj in objects(schema):
         assert obj.get("additionalProperties") is False, obj
+
+
+BOMB = (
+    'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+    "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+    "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [BOMB, "base: &base {x: 1}\nother: *base\n", "only_an_anchor: &a 1\n"],
+)
+def test_yaml_anchors_and_aliases_are_refused_before_building(text: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.parse_yaml(text, "params.yaml")
+    assert exc.value.violations == [
+        "params.yaml:1: YAML anchors and aliases (&name, *name) are not allowed: "
+        "write each value out"
+    ]
+
+
+def test_oversized_yaml_is_refused_unparsed() -> None:
+    text = "x: 1\n" * (config.MAX_YAML_CHARS // 5 + 1)
+    with pytest.raises(ConfigError, match=r"big\.yaml: \d+ characters, more than"):
+        config.parse_yaml(text, "big.yaml")
+
+
+def test_config_check_refuses_an_alias_bomb_fast_and_writes_nothing(tmp_path: Path) -> None:
+    """What CI runs before `dvc repro`: a pull request's alias bomb ends in exit 2 at once."""
+    repo = make_template_repo(tmp_path / "repo")
+    (repo / "params.yaml").write_text(
+        (repo / "params.yaml").read_text() + "\nbomb:\n  " + BOMB.replace("\n", "\n  ")
+    )
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts)
+    # The timeout only turns a hang (what the bomb did before) into a failure.
+    proc = run([sys.executable, "-m", "pipeline", "config-check"], repo, check=False, timeout=60)
+    assert proc.returncode == 2
+    assert "anchors and aliases (&name, *name) are not allowed" in proc.stderr
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*") if ".git" not in p.parts) == before
+    ok = run(
+        [sys.executable, "-m", "pipeline", "config-check"], make_template_repo(tmp_path / "ok")
+    )
+    assert "parse and validate" in ok.stdout
