@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from pipeline import io
 from pipeline.errors import InputError
+from tests.conftest import git, make_template_repo, run
 
 FRAME = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None], "c": [0.5, 1.5, 2.5]})
 
@@ -82,3 +84,23 @@ def test_json_is_canonical_and_rejects_non_finite_numbers(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match=r"non-finite value nan at \$\.a\[0\]"):
         io.write_json(tmp_path / "x.json", {"a": [float("nan")]})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_killed_writes_temp_file_stays_out_of_git_and_dvc(tmp_path: Path) -> None:
+    """A process killed mid-write leaves its temp file beside the target: git and DVC ignore it
+    (.gitignore and .dvcignore), so it never shows up in a commit."""
+    repo = make_template_repo(tmp_path / "repo")
+    killed = (
+        "import os\n"
+        "from pipeline.io import atomic_path\n"
+        "handle = atomic_path('models/metrics.json')\n"
+        "handle.__enter__().write_text('half a file')\n"
+        "os._exit(9)\n"  # no cleanup, as under SIGKILL
+    )
+    proc = run([sys.executable, "-c", killed], repo, check=False)
+    assert proc.returncode == 9
+    [temp] = (repo / "models").glob(".metrics.json.*.tmp")
+    assert temp.read_text() == "half a file"
+    assert not (repo / "models" / "metrics.json").exists()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert run(["dvc", "check-ignore", str(temp.relative_to(repo))], repo).returncode == 0
