@@ -4,7 +4,8 @@ Where they appear: params.yaml `project.name` / `project.model` (the registry na
 carries), the `[project] name` of pyproject.toml (package metadata), the README title, the
 "via <package>" annotations of requirements.lock, the default DVC remote directory in
 .dvc/config (`../../<project>-dvc-storage`, so two forks side by side do not share storage) and
-any mention of the project name in .github/CODEOWNERS (e.g. a team handle). Each edit is a pure
+any mention of the project name in .github/CODEOWNERS (e.g. a team handle), and the model's key
+in dvc.yaml's `artifacts:` (what `dvc artifacts get` names). Each edit is a pure
 text function; `rename` applies them and writes only files that change, so it is idempotent.
 """
 
@@ -77,6 +78,14 @@ def rename_mentions(text: str, old: str, new: str) -> str:
     return re.sub(rf"(?<![A-Za-z0-9_-]){re.escape(old)}(?![A-Za-z0-9_])", new, text)
 
 
+def rename_artifact(text: str, old: str, new: str) -> str:
+    """dvc.yaml's `artifacts:` key for the model (`dvc artifacts get . <model>`), which must be
+    the registry's model name; DVC does not template keys, so it is spelt out there."""
+    return re.sub(
+        rf"(?m)^(artifacts:\n(?:[ \t]*#.*\n)*[ \t]+){re.escape(old)}:", rf"\g<1>{new}:", text
+    )
+
+
 def rename_remote(text: str, old: str, new: str) -> str:
     """The default local remote `<project>-dvc-storage` in .dvc/config (url lines only)."""
     return re.sub(r"(?m)^(\s*url\s*=\s*.*)$", lambda m: rename_mentions(m.group(1), old, new), text)
@@ -130,6 +139,7 @@ def rename(params_path: Path, project: str, model: str, *, dry_run: bool = False
         (root / "requirements.lock", lambda t: rename_lock(t, old_project, project)),
         (root / ".dvc" / "config", lambda t: rename_remote(t, old_project, project)),
         (root / ".github" / "CODEOWNERS", lambda t: rename_mentions(t, old_project, project)),
+        (root / "dvc.yaml", lambda t: rename_artifact(t, old_model, model)),
     ]
     planned: list[tuple[Path, str]] = []
     for path, edit in edits:

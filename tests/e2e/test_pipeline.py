@@ -3,13 +3,16 @@ byte-reproducible across clean clones, and reruns only what a parameter change t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import parse_yaml
+from pipeline.config import load_params, parse_yaml
+from pipeline.registry import lock_outs
 from tests.conftest import clone_of, git, make_template_repo, run, set_param
 
 pytestmark = pytest.mark.e2e
@@ -98,3 +101,17 @@ def test_contract_failure_stops_the_dag(template_repo: Path) -> None:
     assert not (template_repo / "models/validation.json").exists()
     assert not (template_repo / "models/model.skops").exists()
     assert not (template_repo / "data/processed/train.parquet").exists()
+
+
+def test_dvc_artifacts_get_downloads_a_registered_version(
+    reproduced_repo: Path, tmp_path: Path
+) -> None:
+    """The model is a DVC artifact under the registry's name: DVC's own command fetches the
+    bytes of a version by its GTO tag, and they are the ones dvc.lock pins."""
+    repo = clone_of(reproduced_repo, tmp_path / "repo")
+    run([sys.executable, "-m", "pipeline", "register"], repo)
+    model = load_params(repo / "params.yaml").project.model
+    out = tmp_path / "fetched.skops"
+    run(["dvc", "artifacts", "get", ".", model, "--rev", "v0.1.0", "-o", out], repo)
+    expected = lock_outs(repo, f"{model}@v0.1.0")["models/model.skops"]
+    assert hashlib.md5(out.read_bytes(), usedforsecurity=False).hexdigest() == expected

@@ -79,6 +79,17 @@ def test_rename_lock_remote_and_codeowners_mentions() -> None:
     )
 
 
+DVC_YAML = "stages: {}\n\nartifacts:\n  # the model\n  credit-default:\n    path: ${paths.model}\n"
+
+
+def test_rename_artifact_key_only() -> None:
+    renamed = rename.rename_artifact(DVC_YAML, "credit-default", "churn")
+    assert renamed == DVC_YAML.replace("  credit-default:", "  churn:")
+    assert rename.rename_artifact("other:\n  credit-default: 1\n", "credit-default", "x") == (
+        "other:\n  credit-default: 1\n"
+    )
+
+
 def checkout(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     (root / ".dvc").mkdir(parents=True)
@@ -89,6 +100,7 @@ def checkout(tmp_path: Path) -> Path:
     (root / "requirements.lock").write_text(LOCK)
     (root / ".dvc" / "config").write_text(DVC_CONFIG)
     (root / ".github" / "CODEOWNERS").write_text(CODEOWNERS)
+    (root / "dvc.yaml").write_text(DVC_YAML)
     return root
 
 
@@ -120,6 +132,7 @@ def test_rename_command_sets_names_everywhere_and_is_idempotent(
     changed = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
     assert [b.split("#")[0].strip() for _, b in changed] == ["name: acme-churn", "model: churn"]
     assert (root / "README.md").read_text().startswith("# acme-churn\n")
+    assert "\n  churn:\n    path: ${paths.model}" in (root / "dvc.yaml").read_text()
     after = digest(root)
     assert main(["rename", "--project", "acme-churn", "--model", "churn"]) == 0
     assert "already named so: no change" in capsys.readouterr().out

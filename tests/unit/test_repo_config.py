@@ -41,3 +41,17 @@ def test_dvc_yaml_paths_come_from_params() -> None:
                 assert path.startswith("${paths."), f"{name}: {path} is hard-coded"
         assert (REPO_ROOT / "pipeline" / f"{name}.py").is_file()
         assert (REPO_ROOT / "tests" / "unit" / f"test_{name}.py").is_file()
+
+
+def test_the_model_is_a_dvc_artifact_named_as_in_the_registry() -> None:
+    """`dvc artifacts get . <model>` works: one artifact, keyed by project.model, at the model
+    path (rename keeps the key in step)."""
+    dvc_yaml = config.parse_yaml((REPO_ROOT / "dvc.yaml").read_text(), "dvc.yaml")
+    model = config.load_params(REPO_ROOT / "params.yaml").project.model
+    assert dvc_yaml["artifacts"] == {
+        model: {
+            "path": "${paths.model}",
+            "type": "model",
+            "desc": "features and estimator in one skops file",
+        }
+    }
