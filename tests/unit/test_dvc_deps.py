@@ -11,6 +11,8 @@ type checkers see. Package data a module reads is part of the code it runs.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,20 @@ def test_closure_follows_imports_at_any_depth() -> None:
     assert {"pipeline/cli.py", "pipeline/__main__.py", "pipeline/config.py"} <= evaluate
     assert "pipeline/schemas" in evaluate
     assert "pipeline/report.py" not in closure("train")  # the CLI's other commands do not run
+
+
+def test_code_directories_hash_the_same_on_every_machine() -> None:
+    """A directory dependency (pipeline/schemas) gets bytecode caches as soon as its code runs:
+    DVC must ignore them, or the lock a laptop commits never matches the one CI reproduces."""
+    directories = sorted(
+        {dep for stage in STAGES for dep in declared_deps(stage)
+        if dep.startswith("pipeline/") and (ROOT / dep).is_dir()}
+    )  # fmt: skip
+    assert directories == ["pipeline/schemas"]
+    for directory in directories:
+        for cached in (f"{directory}/__pycache__/x.cpython-311.pyc", f"{directory}/x.pyc"):
+            proc = subprocess.run(
+                [sys.executable, "-m", "dvc", "check-ignore", cached],
+                cwd=ROOT, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert proc.returncode == 0, f"{cached} is not in .dvcignore: {proc.stdout}"
