@@ -16,6 +16,7 @@ import io as stdio
 import json
 import os
 import re
+import warnings
 import zipfile
 from functools import cache
 from importlib import resources
@@ -117,9 +118,22 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> None:
 
 
 def loads_model(data: bytes, *, source: str = "model") -> Any:
-    """Load skops bytes trusting only the fixed allowlist; InputError names any other type."""
+    """Load skops bytes trusting only the fixed allowlist; InputError names any other type,
+    and any scikit-learn version other than the one that saved the model."""
+    from sklearn.exceptions import InconsistentVersionWarning
+
     try:
-        return sio.loads(data, trusted=list(trusted_types()))
+        # scikit-learn only warns when an estimator comes from another release, and it may
+        # then predict differently or not at all: here that is an error, before any scoring.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", InconsistentVersionWarning)
+            return sio.loads(data, trusted=list(trusted_types()))
+    except InconsistentVersionWarning as exc:
+        raise InputError(
+            f"{source}: saved with scikit-learn {exc.original_sklearn_version}, this "
+            f"environment has {exc.current_sklearn_version}: retrain it here "
+            "(`dvc repro --force train`), or install the release requirements.lock pins"
+        ) from exc
     except UntrustedTypesFoundException as exc:
         found = re.search(r"\[(.*?)\]", str(exc))
         names = found.group(1) if found else str(exc)

@@ -271,3 +271,41 @@ def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="model file not found"):
         load_model(tmp_path / "absent.skops")
     assert not os.listdir(tmp_path)
+
+
+def test_model_from_another_scikit_learn_release_is_an_error(tmp_path: Path, model: Any) -> None:
+    """The version scikit-learn records in every estimator's state, changed as an older
+    release would have written it: loading names both versions instead of warning."""
+    import sklearn
+
+    files = entries(dumps_model(model))
+    schema = json.loads(files["schema.json"])
+    changed = []
+
+    def older(node: Any) -> None:
+        if isinstance(node, dict):
+            version = node.get("_sklearn_version")
+            if isinstance(version, dict) and version.get("content") == f'"{sklearn.__version__}"':
+                version["content"] = '"1.5.0"'
+                changed.append(version)
+            for value in node.values():
+                older(value)
+        elif isinstance(node, list):
+            for value in node:
+                older(value)
+
+    older(schema)
+    assert changed  # the model's estimators record the release that saved them
+    files["schema.json"] = json.dumps(schema).encode()
+    path = tmp_path / "old.skops"
+    path.write_bytes(rezip(files))
+    with pytest.raises(InputError) as exc:
+        load_model(path)
+    assert str(exc.value) == (
+        f"{path}: saved with scikit-learn 1.5.0, this environment has {sklearn.__version__}: "
+        "retrain it here (`dvc repro --force train`), or install the release requirements.lock "
+        "pins"
+    )
+    same = tmp_path / "same.skops"
+    save_model(model, same)
+    assert type(load_model(same)) is type(model)  # this release's own file still loads
