@@ -11,6 +11,7 @@ import os
 import pickle
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -212,27 +213,39 @@ def test_untrusted_function_is_refused_with_its_name(tmp_path: Path) -> None:
         load_model(path)
 
 
-def swapped(data: bytes, cls: str, module: str) -> bytes:
-    """`data` with the DatetimeParts node relabelled as `module.cls` (what an attacker could do)."""
+def edited(data: bytes, edit: Callable[[dict[str, Any]], bool]) -> bytes:
+    """`data` with `edit` applied to every object node of its schema.json (what an attacker,
+    or another library release, could have written); `edit` says whether it changed a node."""
     files = entries(data)
     schema = json.loads(files["schema.json"])
     found = []
 
-    def swap(node: Any) -> None:
+    def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("__class__") == "DatetimeParts":
-                node.update({"__class__": cls, "__module__": module})
+            if edit(node):
                 found.append(node)
             for value in node.values():
-                swap(value)
+                walk(value)
         elif isinstance(node, list):
             for value in node:
-                swap(value)
+                walk(value)
 
-    swap(schema)
-    assert found
+    walk(schema)
+    assert found, "the edit matched no node"
     files["schema.json"] = json.dumps(schema).encode()
     return rezip(files)
+
+
+def swapped(data: bytes, cls: str, module: str) -> bytes:
+    """`data` with the DatetimeParts node relabelled as `module.cls` (what an attacker could do)."""
+
+    def swap(node: dict[str, Any]) -> bool:
+        if node.get("__class__") != "DatetimeParts":
+            return False
+        node.update({"__class__": cls, "__module__": module})
+        return True
+
+    return edited(data, swap)
 
 
 def test_model_with_a_type_swapped_for_eval_is_refused(tmp_path: Path, model: Any) -> None:
@@ -278,27 +291,16 @@ def test_model_from_another_scikit_learn_release_is_an_error(tmp_path: Path, mod
     release would have written it: loading names both versions instead of warning."""
     import sklearn
 
-    files = entries(dumps_model(model))
-    schema = json.loads(files["schema.json"])
-    changed = []
+    def older(node: dict[str, Any]) -> bool:
+        # Every estimator records the release that saved it, as a JSON string node.
+        version = node.get("_sklearn_version")
+        if not isinstance(version, dict) or version.get("content") != f'"{sklearn.__version__}"':
+            return False
+        version["content"] = '"1.5.0"'
+        return True
 
-    def older(node: Any) -> None:
-        if isinstance(node, dict):
-            version = node.get("_sklearn_version")
-            if isinstance(version, dict) and version.get("content") == f'"{sklearn.__version__}"':
-                version["content"] = '"1.5.0"'
-                changed.append(version)
-            for value in node.values():
-                older(value)
-        elif isinstance(node, list):
-            for value in node:
-                older(value)
-
-    older(schema)
-    assert changed  # the model's estimators record the release that saved them
-    files["schema.json"] = json.dumps(schema).encode()
     path = tmp_path / "old.skops"
-    path.write_bytes(rezip(files))
+    path.write_bytes(edited(dumps_model(model), older))
     with pytest.raises(InputError) as exc:
         load_model(path)
     assert str(exc.value) == (
