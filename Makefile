@@ -38,7 +38,7 @@ typecheck: setup
 
 workflow-lint: setup
 	$(BIN)/actionlint .github/workflows/*.yml
-	$(BIN)/zizmor --offline .github/workflows
+	$(BIN)/zizmor --offline --persona auditor .github/workflows
 
 unit: setup
 	$(BIN)/pytest tests/unit
@@ -275,15 +275,16 @@ registry-register: setup
 	$(BIN)/python -m pipeline register --push
 
 # Fill the DVC cache with the model of every tagged version (when a DVC remote is configured),
-# so reconcile can check each promoted model's bytes against its dvc.lock md5.
+# so the policy's model_bytes rule can check each promoted model against its dvc.lock md5.
+# Without the bytes that rule fails closed, unless the stage sets require_verified_model: false.
 registry-pull: setup
 	@if [[ -z "$${DVC_REMOTE_URL:-}" ]]; then \
-	  echo "::notice title=DVC remote::DVC_REMOTE_URL is not configured: model bytes are not re-checked"; \
+	  echo "::warning title=DVC remote::DVC_REMOTE_URL is not configured: model bytes cannot be checked; promotion fails unless the policy sets require_verified_model: false"; \
 	  exit 0; \
 	fi; \
 	$(MAKE) --no-print-directory remote LOCAL=1; \
 	$(VENV_PATH) $(BIN)/dvc fetch --all-tags train \
-	  || echo "::warning title=DVC remote::dvc fetch failed; the audit records the model as unverified"
+	  || echo "::warning title=DVC remote::dvc fetch failed; promotion fails unless the policy sets require_verified_model: false"
 
 # The merged pull request of HEAD and its last approving reviewer, for the audit record
 # (pr=..., approver=... to $GITHUB_OUTPUT). Needs GH_TOKEN, REPO and SHA in the environment.

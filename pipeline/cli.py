@@ -7,21 +7,23 @@ input error. Only this module prints, exits or configures logging.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pipeline.config import load_params
-from pipeline.errors import PipelineError, UsageError
+from pipeline.config import Params, load_params, outside_the_repository
+from pipeline.errors import ConfigError, PipelineError, UsageError
 
 log = logging.getLogger("pipeline")
 
 # The DVC stages, in DAG order. One name per stage everywhere: module, subcommand, dvc.yaml.
-STAGES = ("ingest", "validate", "features", "train", "evaluate")
+STAGES = ("ingest", "validate", "features", "train", "evaluate", "benchmark")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -48,8 +50,19 @@ def import_stage(name: str, *, own_process: bool) -> ModuleType:
         gc.enable()
 
 
+def stage_params(params_file: str) -> Params:
+    """params for the stages (and config-check): validated, and every path they read or write
+    checked to really lie in the repository they run in (the working directory, symlinks
+    followed), so a refused run has written nothing anywhere."""
+    params = load_params(params_file)
+    problems = outside_the_repository(params, Path.cwd(), params_file)
+    if problems:
+        raise ConfigError(problems)
+    return params
+
+
 def _run_stage(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = stage_params(args.params)
     import_stage(args.command, own_process=args.own_process).run(params)
     return 0
 
@@ -472,7 +485,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     from pipeline.registry import load_desired
     from pipeline.validate import load_contract
 
-    paths = load_params(args.params).paths
+    paths = stage_params(args.params).paths
     load_yaml("dvc.yaml")
     load_contract(paths.contract)
     load_policy(paths.promotion)
@@ -565,6 +578,20 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         return exc.exit_code
     except (KeyboardInterrupt, BrokenPipeError):
         return 130
+    except OSError as exc:  # disk full, permission denied, read-only file system...
+        if args.verbose:
+            raise
+        print(f"error: {os_error(exc)}", file=sys.stderr)
+        return 2  # the environment stopped the command: like bad input, not a failed check
+
+
+def os_error(exc: OSError) -> str:
+    """One line naming the path and the operating system's reason, e.g.
+    'data/raw/dataset.parquet: No space left on device (ENOSPC)'."""
+    reason = exc.strerror or str(exc)
+    code = errno.errorcode.get(exc.errno or 0)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{reason}" + (f" ({code})" if code else "") + " (run with -v for details)"
 
 
 def entry() -> int:

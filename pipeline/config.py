@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import posixpath
 import types
 import typing
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 from jsonschema import Draft202012Validator
@@ -25,6 +27,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 
 from pipeline.errors import ConfigError
+from pipeline.io import is_url
 
 T = TypeVar("T")
 
@@ -129,12 +132,14 @@ def _non_finite(doc: Any, parts: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, 
 def violations(doc: Any, schema_name: str, file: str) -> list[str]:
     """Every schema violation as 'file: key.path: message', sorted by location."""
     validator = Draft202012Validator(schema(schema_name))
-    found = []
+    found: list[tuple[tuple[Any, ...], str]] = []
     for error in validator.iter_errors(doc):
-        found.append((tuple(str(p) for p in error.absolute_path), error.message))
+        found.append((tuple(error.absolute_path), error.message))
     for parts, value in _non_finite(doc):
-        found.append((tuple(str(p) for p in parts), f"{value!r} is not a finite number"))
-    return [f"{file}: {_key_path(p)}: {msg}" for p, msg in sorted(found)]
+        found.append((parts, f"{value!r} is not a finite number"))
+    # List indexes stay ints so they print as [0]; sorted by text, as mixed keys cannot compare.
+    ordered = sorted(found, key=lambda hit: (tuple(str(p) for p in hit[0]), hit[1]))
+    return [f"{file}: {_key_path(p)}: {msg}" for p, msg in ordered]
 
 
 def load_document(path: str | Path, schema_name: str) -> dict[str, Any]:
@@ -254,6 +259,7 @@ class Generator:
 class Ingest:
     source: str
     generator: Generator
+    source_sha256: str | None = None  # a URL source's pin (params.yaml says why)
 
 
 @frozen
@@ -347,4 +353,141 @@ def cross_check_params(doc: dict[str, Any], file: str) -> list[str]:
         problems.append(f"{file}: features: the target {target!r} cannot be a feature")
     if doc["task"]["type"] == "regression" and doc["split"]["stratify"]:
         problems.append(f"{file}: split.stratify: must be false for a regression task")
+    problems += [f"{file}: {p}" for p in path_problems(doc["paths"])]
+    problems += [f"{file}: {p}" for p in source_problems(doc["ingest"], doc["paths"]["source_dir"])]
     return problems
+
+
+# --------------------------------------------------------------------------- where data lives
+# Every input of a stage must be something DVC hashes, and every output must land where git and
+# DVC see it: otherwise `dvc status` and the lock gate say "up to date" while a rerun gives
+# other data, or a stage overwrites files outside the repository. The text of params.yaml is
+# checked here (pure); where the paths really point, symlinks followed, is checked against the
+# directory the stages run in (`outside_the_repository`, called before any stage runs).
+
+GENERATOR = "generator"  # ingest.source of the built-in dataset: no file, no URL
+
+
+def under(rel: str, folder: str) -> bool:
+    """`rel` names something strictly inside `folder` (both relative POSIX paths, as written)."""
+    inner, outer = PurePosixPath(rel).parts, PurePosixPath(folder).parts
+    return len(inner) > len(outer) and inner[: len(outer)] == outer
+
+
+def tracked_source(source: str, source_dir: str) -> bool:
+    """A local source DVC tracks: relative, normalized, no `..`, inside paths.source_dir (the
+    folder the ingest stage lists as a dependency in dvc.yaml)."""
+    path = PurePosixPath(source)
+    return (
+        not path.is_absolute()
+        and ".." not in path.parts
+        and posixpath.normpath(source) == source
+        and under(source, source_dir)
+    )
+
+
+def copy_instruction(source: str, source_dir: str, then: str) -> str:
+    """What to do with a file outside source_dir: the one message init and ingest both give."""
+    return (
+        f"{source} is not under {source_dir}/, the folder the ingest stage depends on in "
+        f"dvc.yaml, so DVC would not see it change: copy it there (cp {source} {source_dir}/) "
+        f"and {then}"
+    )
+
+
+def source_problems(ingest: Mapping[str, Any], source_dir: str) -> list[str]:
+    """ingest.source / ingest.source_sha256 problems, as 'key: message' (no file prefix)."""
+    source, pin = ingest["source"], ingest.get("source_sha256")
+    if is_url(source):
+        if pin is None:
+            return [
+                f"ingest.source_sha256: a URL source ({source}) must be pinned by the sha256 of "
+                "its bytes, or a changed download would give other data while dvc status says "
+                f"up to date: set it to the output of `curl -sL {source} | sha256sum`"
+            ]
+        return []
+    problems = []
+    if pin is not None:
+        problems.append(
+            f"ingest.source_sha256: only a URL source is pinned (DVC hashes the files in "
+            f"{source_dir}/): set it to null"
+        )
+    if source != GENERATOR and not tracked_source(source, source_dir):
+        clean = posixpath.normpath(source)
+        if tracked_source(clean, source_dir):  # e.g. data/source/./x.csv: only the spelling
+            problems.append(f"ingest.source: {source} is not a normalized path: write {clean}")
+        else:
+            name = PurePosixPath(source).name
+            then = f"set ingest.source: {source_dir}/{name}"
+            problems.append(f"ingest.source: {copy_instruction(source, source_dir, then)}")
+    return problems
+
+
+def path_problems(paths: Mapping[str, str]) -> list[str]:
+    """paths.* spelled as DVC and the stages must both read them: normalized, relative (the
+    schema already refuses absolute paths and `..`), naming something below the root."""
+    problems = []
+    for key, value in paths.items():
+        clean = posixpath.normpath(value)
+        if clean == ".":
+            problems.append(f"paths.{key}: {value} names the repository root itself")
+        elif clean != value:
+            problems.append(f"paths.{key}: {value} is not a normalized path: write {clean}")
+    return problems
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Both absolute and real (os.path.realpath)."""
+    return path == folder or folder in path.parents
+
+
+def _real(root: Path, rel: str) -> Path:
+    # os.path.realpath, not Path.resolve: it never raises, on a symlink loop either.
+    return Path(os.path.realpath(root / rel))
+
+
+def _symlink_on_the_way(root: Path, rel: str) -> str:
+    """' (a/b is a symlink to /x)' for the first symlink among rel's components, else ''."""
+    parts = PurePosixPath(rel).parts
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        if (root / prefix).is_symlink():
+            return f" ({prefix} is a symlink to {(root / prefix).readlink()})"
+    return ""
+
+
+def outside_the_repository(params: Params, root: str | Path, file: str) -> list[str]:
+    """Every paths.* value, and a local ingest.source, whose real location (symlinks followed,
+    e.g. a data/ folder that is a symlink to /tmp) is not inside `root`, the repository the
+    stages run in; a source must also really be inside paths.source_dir. Reads only links."""
+    real_root = Path(os.path.realpath(root))
+    problems = []
+    fields = dataclasses.fields(typing.cast(Any, params.paths))  # `frozen` hides the dataclass
+    paths = {f.name: getattr(params.paths, f.name) for f in fields}
+    for key, rel in paths.items():
+        real = _real(real_root, rel)
+        if not _inside(real, real_root):
+            problems.append(
+                f"{file}: paths.{key}: {rel} is really {real}{_symlink_on_the_way(real_root, rel)}"
+                f", outside the repository {real_root}: stages read and write only inside it; "
+                "replace the symlink by a real folder or file"
+            )
+    source = params.ingest.source
+    if source != GENERATOR and not is_url(source):
+        escape = source_escape(real_root, source, params.paths.source_dir)
+        if escape:
+            problems.append(f"{file}: ingest.source: {escape}")
+    return problems
+
+
+def source_escape(root: str | Path, source: str, source_dir: str) -> str | None:
+    """Why a source spelled inside source_dir really is not (a symlink on the way), or None."""
+    real_root = Path(os.path.realpath(root))
+    real, real_dir = _real(real_root, source), _real(real_root, source_dir)
+    if _inside(real, real_dir) and _inside(real, real_root):
+        return None
+    return (
+        f"{source} is really {real}{_symlink_on_the_way(real_root, source)}, outside "
+        f"{source_dir}/ in the repository, so DVC would not see it change: put the file itself "
+        "there, not a symlink"
+    )

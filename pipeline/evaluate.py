@@ -1,15 +1,15 @@
-"""Evaluate stage: metrics, slices, fairness, plot data, reference profile, inference benchmark.
+"""Evaluate stage: metrics, slices, fairness, plot data, reference profile, predictions.
 
 Everything except `run` is pure (frames and objects in, JSON-ready dicts out). `run` computes
 every output in memory first and writes only when all of them are finite, so a NaN metric
-leaves no file behind. Every output but benchmark.json is byte-identical run to run: floats are
-rounded to metrics.SIGNIFICANT_DIGITS, sampling is by fixed index, JSON is canonical.
+leaves no file behind. Every output is byte-identical run to run: floats are rounded to
+metrics.SIGNIFICANT_DIGITS, sampling is by fixed index, JSON is canonical. Latency, which is
+not, is measured by the benchmark stage (pipeline/benchmark.py).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,9 @@ from sklearn.metrics import (
     precision_recall_curve,
     roc_curve,
 )
-from threadpoolctl import threadpool_limits
 
 from pipeline import io
-from pipeline.config import Benchmark, Evaluate, Features, Params, Profile, Task
+from pipeline.config import Evaluate, Features, Params, Profile, Task
 from pipeline.drift import categorical_profile, numeric_profile, profile_key
 from pipeline.errors import InputError, MetricError
 from pipeline.metrics import (
@@ -450,53 +449,6 @@ def reference_profile(
     }
 
 
-# --------------------------------------------------------------------------- benchmark
-
-
-def _ms_percentiles(seconds: list[float]) -> tuple[float, float]:
-    p50, p95 = np.percentile(np.asarray(seconds) * 1000.0, [50, 95])
-    return round_sig(p50), round_sig(p95)
-
-
-def benchmark(
-    model: Any, frame: pd.DataFrame, task: Task, cfg: Benchmark, model_size_bytes: int
-) -> Json:
-    """Latency of predict.score on one row and on a batch (p50/p95 over cfg.repeats), rows/s.
-
-    The one output that varies run to run, hence its own file. Timing uses the same scoring
-    path as `predict`, so it measures what serving pays (feature transform included). It runs
-    on ONE thread: OpenMP estimators (hist gradient boosting) spin up every core per call,
-    which on a shared CI runner made single-row latency ten times slower and far noisier,
-    and a one-thread figure compares across machines with different core counts.
-    """
-    if frame.empty:
-        raise InputError("benchmark needs at least one row")
-    batch = frame.iloc[np.arange(cfg.batch_rows) % len(frame)]
-    rows = [frame.iloc[[i % len(frame)]] for i in range(cfg.repeats)]
-    single, batched = [], []
-    with threadpool_limits(limits=1):
-        score(model, batch, task)  # warm-up: first-call costs are not latency
-        for row in rows:
-            start = time.perf_counter()
-            score(model, row, task)
-            single.append(time.perf_counter() - start)
-        for _ in range(cfg.repeats):
-            start = time.perf_counter()
-            score(model, batch, task)
-            batched.append(time.perf_counter() - start)
-    s50, s95 = _ms_percentiles(single)
-    b50, b95 = _ms_percentiles(batched)
-    return {
-        "latency_ms_single_p50": s50,
-        "latency_ms_single_p95": s95,
-        "latency_ms_batch_p50": b50,
-        "latency_ms_batch_p95": b95,
-        "batch_rows": cfg.batch_rows,
-        "rows_per_second": finite("rows_per_second", cfg.batch_rows / max(b50 / 1000.0, 1e-9)),
-        "model_size_bytes": int(model_size_bytes),
-    }
-
-
 # --------------------------------------------------------------------------- stage
 
 
@@ -509,8 +461,8 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 
 
 def run(params: Params) -> None:
-    """Score the test set and write predictions, metrics, slices, fairness, benchmark,
-    reference profile and the task's plot files. Nothing is written unless all are valid."""
+    """Score the test set and write predictions, metrics, slices, fairness, reference profile
+    and the task's plot files. Nothing is written unless all are valid."""
     paths, task, cfg = params.paths, params.task, params.evaluate
     model = load_model(paths.model)
     test = io.read_table(paths.test)
@@ -540,7 +492,6 @@ def run(params: Params) -> None:
     )
     plots = plot_data(actual, scored, classes, task, cfg)
     reference = reference_profile(train, scored, classes, params.features, task, cfg.profile)
-    bench = benchmark(model, features, task, cfg.benchmark, Path(paths.model).stat().st_size)
 
     # Serialise everything before writing anything: dumps_json rejects NaN/inf.
     texts = {
@@ -548,7 +499,6 @@ def run(params: Params) -> None:
         paths.slices: io.dumps_json(slices),
         paths.fairness: io.dumps_json(fair),
         paths.reference: io.dumps_json(reference),
-        paths.benchmark: io.dumps_json(bench),
     }
     plot_dir = Path(paths.plots)
     texts |= {str(plot_dir / f"{stem}.json"): io.dumps_json(rows) for stem, rows in plots.items()}

@@ -10,7 +10,9 @@ the true decision function toward a different one.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import Generator, Params, Task, build
 from pipeline.errors import ConfigError, InputError, UsageError
-from pipeline.io import TABLE_SUFFIXES, read_table, write_table
+from pipeline.io import TABLE_SUFFIXES, download, is_url, read_table, read_table_bytes, write_table
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -477,6 +479,48 @@ def load_source(source: str, dtypes: Mapping[str, str]) -> pd.DataFrame:
     return coerce_types(read_table(source), dtypes)
 
 
+def pin_mismatch(url: str, pinned: str | None, actual: str) -> str | None:
+    """Why the bytes downloaded from `url` (sha256 `actual`) are not the pinned ones, or None.
+
+    DVC cannot hash a URL it does not download itself, so the pin in params.yaml is what makes
+    `dvc status` truthful: a changed file is refused here instead of silently giving new data.
+    """
+    if pinned is None:
+        return f"{url}: a URL source needs ingest.source_sha256 (sha256 of its bytes: {actual})"
+    if pinned != actual:
+        return (
+            f"{url}: its bytes have sha256 {actual}, but ingest.source_sha256 pins {pinned}: "
+            f"the file changed since it was pinned; check the new data, then set "
+            f"ingest.source_sha256: {actual}"
+        )
+    return None
+
+
+def read_source(source: str, pinned: str | None, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """ingest.source as a frame: a URL only if its bytes hash to the pin (nothing is parsed
+    otherwise); a local file as it is (it lies in paths.source_dir, which DVC hashes)."""
+    if not is_url(source):
+        return load_source(source, dtypes)
+    payload = download(source)
+    mismatch = pin_mismatch(source, pinned, hashlib.sha256(payload).hexdigest())
+    if mismatch:
+        raise InputError(mismatch)
+    return coerce_types(read_table_bytes(source, payload), dtypes)
+
+
+def escaped_batches(batches: Sequence[Path], directory: str | Path) -> list[str]:
+    """Batches in paths.extra that are symlinks to files outside it: DVC would not see those
+    change (the stage depends on the folder), so they are refused like an outside source."""
+    folder = Path(os.path.realpath(directory))  # realpath: never raises, on a loop either
+    real = {p: Path(os.path.realpath(p)) for p in batches}
+    return [
+        f"{p}: is really {real[p]}, outside {directory}/, so DVC would not see it change: "
+        "put the file itself there, not a symlink"
+        for p in batches
+        if folder not in real[p].parents
+    ]
+
+
 def extra_batches(directory: str | Path) -> list[Path]:
     """The labelled batches in `directory` (CSV/Parquet), in name order; none if it is absent."""
     folder = Path(directory)
@@ -515,11 +559,14 @@ def run(params: Params) -> None:
     # Files carry no types (CSV): the contract says which columns are dates and categories.
     contract = load_contract(params.paths.contract)
     dtypes = {name: spec.dtype for name, spec in contract.columns.items()}
+    escaped = escaped_batches(extras, params.paths.extra)
+    if escaped:
+        raise InputError("; ".join(escaped))
     if params.ingest.source == "generator":
         frame = generate(params.ingest.generator, params.task)
     else:
         try:
-            frame = load_source(params.ingest.source, dtypes)
+            frame = read_source(params.ingest.source, params.ingest.source_sha256, dtypes)
         except InputError as exc:
             raise InputError(f"ingest.source: {exc}") from exc
     batches = [(str(p), load_source(str(p), dtypes)) for p in extras]

@@ -1,10 +1,11 @@
 """The `init` command: point the template at your own table and infer its configuration.
 
-`init` reads a CSV/Parquet file (path or URL), infers the task from the target column, a role
-for every other column (numeric, categorical, datetime feature; or left out: identifier,
-constant, free text), and a data contract from the values it saw. It edits params.yaml in place
-(ruamel round trip: every comment and every key it does not need to change stays as it was),
-rewrites the data contract, and explains each decision.
+`init` reads a CSV/Parquet file (in paths.source_dir, or a URL whose sha256 it pins; any other
+file is refused before anything is read or written), infers the task from the target column,
+a role for every other column (numeric, categorical, datetime feature; or left out:
+identifier, constant, free text), and a data contract from the values it saw. It edits
+params.yaml in place (ruamel round trip: every comment and every key it does not need to change
+stays as it was), rewrites the data contract, and explains each decision.
 
 It never overwrites a hand edit without --force. After each write it records what it wrote in
 a small state file beside params.yaml (STATE_FILE: the values of the params keys it manages and
@@ -23,6 +24,7 @@ import hashlib
 import io as stdio
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +36,18 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from pipeline import io
-from pipeline.config import build, cross_check_params, parse_yaml, violations
+from pipeline.config import (
+    Params,
+    Task,
+    build,
+    copy_instruction,
+    cross_check_params,
+    outside_the_repository,
+    parse_yaml,
+    source_escape,
+    tracked_source,
+    violations,
+)
 from pipeline.errors import ConfigError, InputError
 
 TASKS = ("binary", "multiclass", "regression")
@@ -75,6 +88,7 @@ STATE_VERSION = 1
 # The params.yaml keys init writes; anything else in the file is left untouched.
 MANAGED_KEYS = (
     "ingest.source",
+    "ingest.source_sha256",
     "task.type",
     "task.target",
     "task.positive_label",
@@ -87,6 +101,9 @@ MANAGED_KEYS = (
     "train.kwargs",
     "evaluate.slices",
 )
+# Managed keys a params.yaml written before they existed may lack: absent reads as null, and
+# init adds one (after the named sibling key) only when it sets a value.
+OPTIONAL_KEYS: Mapping[str, str] = {"ingest.source_sha256": "source"}
 GENERATOR_SOURCE = "generator"
 # Longer lists of column names are written one per line in params.yaml.
 FLOW_MAX_CHARS = 80
@@ -115,7 +132,9 @@ class ColumnRole:
 
     name: str
     role: (
-        str  # numeric | categorical | datetime | target | sensitive | identifier | constant | text
+        # numeric | categorical | datetime | target | sensitive | identifier | constant | text
+        # | leak (predicts the target alone: left out, see mark_leaks)
+        str
     )
     dtype: str  # contract dtype: int | float | bool | string | category | datetime
     reason: str
@@ -480,6 +499,7 @@ def column_contract(series: pd.Series, role: ColumnRole) -> tuple[dict[str, Any]
         "identifier": "identifier: not a feature",
         "constant": "constant: not a feature",
         "text": "free text: not a feature",
+        "leak": "suspected target leak: left out of the features",
     }[role.role]
     notes = {"": label, "dtype": f"read as {series.dtype}"}
     distinct = int(series.nunique())
@@ -514,7 +534,32 @@ def infer_contract(
     for role in roles:
         columns[role.name], notes[role.name] = column_contract(frame[role.name], role)
     min_rows = max(1, min(int(rows * MIN_ROWS_SHARE), MIN_ROWS_CAP))
-    return {"min_rows": min_rows, "strict": True, "columns": columns}, notes
+    from pipeline.leakage import DEFAULT_MAX_SCORE
+
+    leak = {"max_score": DEFAULT_MAX_SCORE, "allow": []}
+    return {"min_rows": min_rows, "strict": True, "target_leak": leak, "columns": columns}, notes
+
+
+def mark_leaks(frame: pd.DataFrame, roles: Sequence[ColumnRole], task: Task) -> list[ColumnRole]:
+    """Numeric and categorical features that predict the target ALONE as well as validate's
+    bound would refuse become role "leak": left out, with the score in the reason."""
+    from pipeline.leakage import DEFAULT_MAX_SCORE, METRIC, single_column_scores
+
+    candidates = [r.name for r in roles if r.role in {"numeric", "categorical"}]
+    scores = single_column_scores(frame, task, candidates)
+    out = []
+    for role in roles:
+        score = scores.get(role.name, math.nan)
+        if math.isfinite(score) and score >= DEFAULT_MAX_SCORE:
+            reason = (
+                f"alone predicts {task.target!r} with {METRIC[task.type]} {score:.3f}: a target "
+                "leak (the label under another name, or known only after the outcome)? Left "
+                "out; if it is known when predicting, add it to params.yaml features and to "
+                "target_leak.allow in policies/contract.yaml"
+            )
+            role = dataclasses.replace(role, role="leak", reason=reason)
+        out.append(role)
+    return out
 
 
 # --------------------------------------------------------------------------- whole inference
@@ -557,6 +602,16 @@ def infer(
     frame = frame.set_axis(names, axis=1)
     choice = infer_task(frame[target], task)
     roles = infer_roles(frame, target, sensitive)
+    labelled = build(
+        Task,
+        {
+            "type": choice.type,
+            "target": target,
+            "positive_label": choice.positive_label,
+            "sensitive": sensitive,
+        },
+    )
+    roles = mark_leaks(frame, roles, labelled)
     if not any(r.is_feature for r in roles):
         raise InputError(
             "no usable feature column: every column besides the target is an identifier, "
@@ -601,15 +656,21 @@ def choose_model(
 
 
 def managed_values(
-    inference: Inference, source: str, target: str, current: Mapping[str, Any]
+    inference: Inference,
+    source: str,
+    target: str,
+    current: Mapping[str, Any],
+    pin: str | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """New values of MANAGED_KEYS (plain data) and the reason for the model choice."""
+    """New values of MANAGED_KEYS (plain data) and the reason for the model choice; `pin` is
+    the sha256 of a URL source's bytes (None for a file, which DVC hashes itself)."""
     features = [r for r in inference.roles if r.is_feature]
     model, kwargs, model_reason = choose_model(
         current["train.model"], current["train.kwargs"], inference.task.type
     )
     values = {
         "ingest.source": source,
+        "ingest.source_sha256": pin,
         "task.type": inference.task.type,
         "task.target": target,
         "task.positive_label": inference.task.positive_label,
@@ -641,11 +702,16 @@ def _yaml() -> YAML:
 
 def get_key(doc: Mapping[str, Any], dotted: str) -> Any:
     node: Any = doc
-    for part in dotted.split("."):
+    *parents, last = dotted.split(".")
+    for part in parents:
         if not isinstance(node, Mapping) or part not in node:
             raise ConfigError([f"params.yaml: {dotted}: missing"])
         node = node[part]
-    return node
+    if isinstance(node, Mapping) and last not in node and dotted in OPTIONAL_KEYS:
+        return None
+    if not isinstance(node, Mapping) or last not in node:
+        raise ConfigError([f"params.yaml: {dotted}: missing"])
+    return node[last]
 
 
 def _to_plain(value: Any) -> Any:
@@ -711,7 +777,10 @@ def edit_params(text: str, values: Mapping[str, Any]) -> str:
         node = doc
         for part in parents:
             node = node[part]
-        if _to_plain(node[last]) != value:
+        if last not in node:  # an optional key (OPTIONAL_KEYS) this params.yaml predates
+            if value is not None:
+                node.insert(list(node).index(OPTIONAL_KEYS[dotted]) + 1, last, value)
+        elif _to_plain(node[last]) != value:
             _set(node, last, value)
     out = stdio.StringIO()
     yaml.dump(doc, out)
@@ -831,6 +900,11 @@ def render_contract(
     root = CommentedMap()
     root["min_rows"] = contract["min_rows"]
     root["strict"] = contract["strict"]
+    leak = CommentedMap(max_score=contract["target_leak"]["max_score"])
+    leak["allow"] = _flow_seq(contract["target_leak"]["allow"])
+    leak.yaml_add_eol_comment("a feature scoring this ALONE fails validate", "max_score", column=0)
+    leak.yaml_add_eol_comment("features known when predicting that may score this", "allow", 0)
+    root["target_leak"] = leak
     root.yaml_add_eol_comment(
         f"fewer rows fail the contract ({MIN_ROWS_SHARE:.0%} of the {rows} rows init saw, "
         f"at most {MIN_ROWS_CAP})",
@@ -840,6 +914,7 @@ def render_contract(
     root.yaml_add_eol_comment(
         "a column not listed here (other than the label) is an error", "strict", column=0
     )
+    root.yaml_add_eol_comment("single-column target-leak check of validate", "target_leak", 0)
     columns = CommentedMap()
     for name, spec in contract["columns"].items():
         entry = CommentedMap()
@@ -967,7 +1042,8 @@ def hand_edits(
         edited_keys = would_change
         contract_edited = contract_changes
     else:
-        recorded = state.get("params", {})
+        # a state file older than an optional key recorded it as absent, i.e. null
+        recorded = dict.fromkeys(OPTIONAL_KEYS) | dict(state.get("params", {}))
         edited_keys = [k for k in would_change if k not in recorded or recorded[k] != current[k]]
         record = state.get("contract", {})
         contract_edited = (
@@ -1003,18 +1079,33 @@ class InitResult:
     written: tuple[str, ...]
 
 
-def resolve_source(data: str, root: Path) -> tuple[str, str | None]:
-    """The value for ingest.source (relative when inside the repository) and a warning if any."""
+def resolve_source(data: str, root: Path, source_dir: str) -> str:
+    """The value for ingest.source: a URL as given, or the file's path relative to the
+    repository, which must be in paths.source_dir (the folder DVC hashes for the ingest stage),
+    also with symlinks followed. InputError saying what to do otherwise; nothing is read."""
     if io.is_url(data):
-        return data, None
-    path = Path(data).resolve()
+        return data
+    name = Path(data).name
+    absolute = Path(os.path.normpath(Path(data).absolute()))
     try:
-        return path.relative_to(root.resolve()).as_posix(), None
+        rel = absolute.relative_to(os.path.normpath(root.absolute())).as_posix()
     except ValueError:
-        return path.as_posix(), (
-            f"{data} is outside the repository: CI cannot read it. Copy it under data/ "
-            "(and `dvc add` it) or publish it at an https URL, then rerun init."
-        )
+        rel = ""  # outside the repository: not under source_dir either
+    if not tracked_source(rel, source_dir):
+        then = f"rerun init with --data {source_dir}/{name}"
+        raise InputError(f"--data {copy_instruction(data, source_dir, then)}")
+    escape = source_escape(root, rel, source_dir)
+    if escape:
+        raise InputError(f"--data {escape}")
+    return rel
+
+
+def read_data(data: str) -> tuple[pd.DataFrame, str | None]:
+    """The table, and for a URL the sha256 of the very bytes parsed (the pin ingest checks)."""
+    if not io.is_url(data):
+        return io.read_table(data), None
+    payload = io.download(data)
+    return io.read_table_bytes(data, payload), sha256(payload)
 
 
 def _read_state(path: Path) -> Mapping[str, Any] | None:
@@ -1048,10 +1139,10 @@ def initialize(
         raise ConfigError([f"{params_path}: file not found"]) from exc
     plain = parse_yaml(params_text, params_path)
     current = current_values(plain)
-    frame = io.read_table(data)
+    source = resolve_source(data, root, str(get_key(plain, "paths.source_dir")))
+    frame, pin = read_data(data)
     inference = infer(frame, target, task=task, sensitive=sensitive)
-    source, warning = resolve_source(data, root)
-    new, model_reason = managed_values(inference, source, target, current)
+    new, model_reason = managed_values(inference, source, target, current, pin)
 
     new_params = edit_params(params_text, new)
     new_doc = parse_yaml(new_params, params_path)
@@ -1072,6 +1163,8 @@ def initialize(
             promotion_now, new["task.type"], new["evaluate.slices"], new["task.sensitive"]
         )
         problems += violations(parse_yaml(promotion_new, promotion_rel), "promotion", promotion_rel)
+    if not problems:  # the files init writes must really be in the repository too
+        problems += outside_the_repository(build(Params, new_doc), root, params_path)
     if problems:
         raise ConfigError(problems)
     failures = self_check(frame, inference.contract)
@@ -1118,6 +1211,4 @@ def initialize(
         written=written,
         dry_run=dry_run,
     )
-    if warning:
-        text += f"warning: {warning}\n"
     return InitResult(text=text, written=tuple(written))

@@ -31,8 +31,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     A killed or failing stage therefore never leaves a half-written file at the final path.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    with _naming(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the final file the permissions a plain open() would.
@@ -40,10 +41,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.umask(umask)
     tmp.chmod(0o666 & ~umask)
     try:
-        yield tmp
-        tmp.replace(final)
+        with _naming(final):
+            yield tmp
+            tmp.replace(final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(final: Path) -> Iterator[None]:
+    """A write() that fails for lack of space names no file: name the output being written,
+    so the CLI's one-line error says which (not the hidden temp file beside it)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:  # already names a path (e.g. the directory that could not be made)
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -117,6 +131,18 @@ def _existing_file(name: str) -> Path:
     return path
 
 
+def download(url: str) -> bytes:
+    """The bytes at an http(s) URL, whole: a caller that pins a source hashes what it parses."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - scheme checked
+            payload: bytes = response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise InputError(f"{url}: cannot download: {exc}") from exc
+    if not payload:
+        raise InputError(f"{url}: file is empty")
+    return payload
+
+
 def read_table(
     source: str | os.PathLike[str], columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -125,25 +151,57 @@ def read_table(
     With `columns`, only those are read (in that order): a stage reads what it uses, and a
     missing one is an InputError naming it.
     """
+    name = os.fspath(source)
+    _table_format(name)  # an unsupported suffix is refused before anything is downloaded
+    if is_url(name):
+        return read_table_bytes(name, download(name), columns)
+    return _parse_table(_existing_file(name), name, columns)
+
+
+def read_table_bytes(
+    name: str, payload: bytes, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """A table from bytes already read (a download whose hash was checked); `name` gives the
+    format (by suffix) and is the name errors give."""
+    return _parse_table(BytesIO(payload), name, columns)
+
+
+# Separators a CSV export commonly uses: a European spreadsheet writes ';'.
+CSV_SEPARATORS = (",", ";", "\t", "|")
+# Missing-value markers beyond pandas' own ('', 'NA', 'NaN', 'null', ...): UCI-style exports
+# write '?'.
+CSV_MISSING = ("?",)
+
+
+def csv_dialect(head: str) -> dict[str, Any]:
+    """read_csv options for a file whose first line is `head`: the separator that line uses most
+    (',' on a tie or none), leading spaces after a separator dropped, '?' read as missing."""
+    header = head.splitlines()[0] if head else ""
+    counts = {sep: header.count(sep) for sep in CSV_SEPARATORS}
+    best = max(CSV_SEPARATORS, key=lambda sep: (counts[sep], sep == ","))
+    sep = best if counts[best] else ","
+    return {"sep": sep, "skipinitialspace": True, "na_values": list(CSV_MISSING)}
+
+
+def _head(local: Any, size: int = 1 << 16) -> str:
+    """The first bytes of a path or a binary buffer (left at its start) as text."""
+    if isinstance(local, BytesIO):
+        data = local.getvalue()[:size]
+    else:
+        with Path(local).open("rb") as handle:
+            data = handle.read(size)
+    return data.decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def _parse_table(local: Any, name: str, columns: Sequence[str] | None) -> pd.DataFrame:
     import pandas as pd
 
-    name = os.fspath(source)
     fmt = _table_format(name)
-    if is_url(name):
-        try:
-            with urllib.request.urlopen(name, timeout=60) as response:  # noqa: S310 - scheme checked
-                payload = response.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise InputError(f"{name}: cannot download: {exc}") from exc
-        if not payload:
-            raise InputError(f"{name}: file is empty")
-        local: Any = BytesIO(payload)
-    else:
-        local = _existing_file(name)
     wanted = None if columns is None else set(columns)
     try:
         if fmt == "csv":
-            frame = pd.read_csv(local, usecols=None if wanted is None else wanted.__contains__)
+            usecols = None if wanted is None else wanted.__contains__
+            frame: pd.DataFrame = pd.read_csv(local, usecols=usecols, **csv_dialect(_head(local)))
         else:
             frame = _read_parquet_columns(local, wanted)
     except pd.errors.EmptyDataError as exc:

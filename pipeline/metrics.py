@@ -57,6 +57,39 @@ DIRECTION: Mapping[str, Direction] = {
     "batch_rows": "higher",
 }
 
+# The values each metric can take: (lowest, highest), None = unbounded on that side. The
+# promotion schema bounds every threshold on these metrics by this range (a test checks the
+# committed schema agrees), so `min: 1.5` on roc_auc is refused when the policy is loaded instead
+# of being a rule no model can ever pass.
+UNIT = (0.0, 1.0)
+NON_NEGATIVE = (0.0, None)
+RANGE: Mapping[str, tuple[float | None, float | None]] = {
+    "accuracy": UNIT,
+    "roc_auc": UNIT,
+    "f1": UNIT,
+    "precision": UNIT,
+    "recall": UNIT,
+    "log_loss": NON_NEGATIVE,
+    "rmse": NON_NEGATIVE,
+    "mae": NON_NEGATIVE,
+    "r2": (None, 1.0),
+    "demographic_parity_difference": UNIT,
+    "demographic_parity_ratio": UNIT,
+    "equalized_odds_difference": UNIT,
+    "accuracy_difference": UNIT,
+    "mae_difference": NON_NEGATIVE,
+    "rmse_difference": NON_NEGATIVE,
+    "tpr": UNIT,
+    "fpr": UNIT,
+    "latency_ms_single_p50": NON_NEGATIVE,
+    "latency_ms_single_p95": NON_NEGATIVE,
+    "latency_ms_batch_p50": NON_NEGATIVE,
+    "latency_ms_batch_p95": NON_NEGATIVE,
+    "rows_per_second": NON_NEGATIVE,
+    "model_size_bytes": NON_NEGATIVE,
+    "batch_rows": NON_NEGATIVE,
+}
+
 CLASSIFICATION_METRICS = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 

@@ -70,6 +70,7 @@ class StagePolicy:
     on_rollback: Literal["absolute_only", "full"]
     require_data_contract: bool
     require_lock_up_to_date: bool
+    require_verified_model: bool
     absolute: tuple[Bound, ...]
     vs_holder: tuple[Change, ...]
     slices: SlicePolicy
@@ -125,6 +126,10 @@ class Bundle:
     validation: Mapping[str, Any] | None = None
     lock_up_to_date: bool | None = None  # computed at the edge (dvc status / lock hashes)
     lock_detail: str = ""
+    # The model file's bytes against the md5 dvc.lock pins (computed at the edge): True match,
+    # False mismatch, None not checkable (bytes absent); the detail says where it looked.
+    model_bytes: bool | None = None
+    model_detail: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {"ref": self.ref, "version": self.version, "commit": self.commit}
@@ -135,6 +140,7 @@ class RuleResult:
     rule: str
     passed: bool
     reason: str
+    notice: bool = False  # passed only because the policy opts out: checks nothing
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,8 @@ class Verdict:
     @property
     def passed(self) -> bool:
         # No rules at all is not a pass: a policy that checks nothing must say so.
-        return bool(self.rules) and all(r.passed for r in self.rules)
+        checked = [r for r in self.rules if not r.notice]
+        return bool(checked) and all(r.passed for r in self.rules)
 
     @property
     def failures(self) -> list[str]:
@@ -235,6 +242,25 @@ def _change(
     )
 
 
+def _model_bytes_rule(required: bool, candidate: Bundle) -> RuleResult:
+    """Bytes that differ from dvc.lock always fail (tampering or a corrupt cache); bytes that
+    cannot be found fail unless the policy opts out, and then the pass says so loudly. Without
+    the requirement the rule is a notice: it does not count as a check the policy makes."""
+    detail = candidate.model_detail or "model bytes not checked"
+    if candidate.model_bytes is False:
+        return RuleResult("model_bytes", False, detail)
+    if required:
+        return RuleResult("model_bytes", candidate.model_bytes is True, detail)
+    if candidate.model_bytes is True:
+        return RuleResult("model_bytes", True, detail, notice=True)
+    return RuleResult(
+        "model_bytes",
+        True,
+        f"⚠️ NOT VERIFIED: {detail}; passed only because require_verified_model is false",
+        notice=True,
+    )
+
+
 def _slice_results(policy: SlicePolicy, slices: Mapping[str, Any] | None) -> list[RuleResult]:
     results = []
     for rule in policy.rules:
@@ -297,6 +323,7 @@ def evaluate(
         ok = candidate.lock_up_to_date is True
         detail = candidate.lock_detail or ("up to date" if ok else "not known to be up to date")
         rules.append(RuleResult("dvc_lock", ok, f"dvc.lock: {detail}"))
+    rules.append(_model_bytes_rule(policy.require_verified_model, candidate))
     for bound in policy.absolute:
         raw = _get(candidate.metrics, bound.metric)
         rules.append(_bound(f"absolute:{bound.metric}", raw, bound.min, bound.max, bound.metric))
@@ -370,7 +397,8 @@ def verdict_markdown(verdict: Verdict) -> str:
     ]
     for r in verdict.rules:
         reason = r.reason.replace("|", "\\|")
-        lines.append(f"| {'✅' if r.passed else '❌'} | `{r.rule}` | {reason} |")
+        mark = "⚠️" if r.notice else ("✅" if r.passed else "❌")
+        lines.append(f"| {mark} | `{r.rule}` | {reason} |")
     return "\n".join(lines) + "\n"
 
 
@@ -387,6 +415,54 @@ def git_show(repo: Path, rev: str, path: str) -> str | None:
     """A file's text at a revision, or None when the file is absent there."""
     proc = _git(repo, "show", f"{rev}:{path}")
     return proc.stdout if proc.returncode == 0 else None
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def locked_md5(lock_text: str | None, where: str, path: str) -> str | None:
+    """The md5 a dvc.lock text pins for output `path` (None without a lock or that output)."""
+    lock = parse_yaml(lock_text, where) if lock_text else None
+    stages = lock.get("stages") if isinstance(lock, Mapping) else None
+    for entry in (stages or {}).values():
+        for item in (entry or {}).get("outs") or []:
+            if item.get("path") == path and item.get("md5"):
+                return str(item["md5"])
+    return None
+
+
+def model_bytes(
+    root: Path, expected: str | None, path: str, candidates: Sequence[Path], where: str
+) -> tuple[bool | None, str, Path | None]:
+    """Check the first present candidate file against `expected`, the md5 dvc.lock at `where`
+    pins for `path`; the DVC cache entry of that md5 is always the last candidate.
+    Returns (True match / False mismatch / None absent, why, the file checked)."""
+    if not expected:
+        return False, f"dvc.lock at {where} pins no {path}", None
+    cached = root / ".dvc" / "cache" / "files" / "md5" / expected[:2] / expected[2:]
+    for candidate in [*candidates, cached]:
+        if candidate.is_file():
+            actual = md5_file(candidate)
+            if actual != expected:
+                return (
+                    False,
+                    f"{candidate}: md5 {actual} does not match {expected}, "
+                    f"the md5 dvc.lock at {where} pins for {path}",
+                    candidate,
+                )
+            return True, f"{path} matches md5 {expected} pinned by dvc.lock at {where}", candidate
+    return (
+        None,
+        f"{path} (md5 {expected}, dvc.lock at {where}) is not in the DVC cache: "
+        "fetch it from the DVC remote (`dvc fetch`), or for a repository without a remote set "
+        "require_verified_model: false in the promotion policy",
+        None,
+    )
 
 
 def _json_or_none(text: str | None, where: str) -> Mapping[str, Any] | None:
@@ -494,6 +570,7 @@ def _bundle(
     ref: str,
     lock_up_to_date: bool,
     lock_detail: str,
+    model: tuple[bool | None, str, Path | None],
     version: str | None = None,
     commit: str | None = None,
 ) -> Bundle:
@@ -508,6 +585,8 @@ def _bundle(
         validation=docs["validation"],
         lock_up_to_date=lock_up_to_date,
         lock_detail=lock_detail,
+        model_bytes=model[0],
+        model_detail=model[1],
     )
 
 
@@ -518,11 +597,26 @@ def workspace_bundle(params: Params, repo: Path, *, check_lock: bool = True) -> 
         path = repo / rel
         docs[key] = _json_or_none(path.read_text("utf-8") if path.is_file() else None, rel)
     ok, detail = workspace_lock_up_to_date(repo) if check_lock else (False, "not checked")
-    return _bundle(docs, ref="workspace", lock_up_to_date=ok, lock_detail=detail)
+    lock = repo / "dvc.lock"
+    expected = locked_md5(
+        lock.read_text("utf-8") if lock.is_file() else None, "dvc.lock", params.paths.model
+    )
+    model = model_bytes(
+        repo, expected, params.paths.model, [repo / params.paths.model], "the working tree"
+    )
+    return _bundle(docs, ref="workspace", lock_up_to_date=ok, lock_detail=detail, model=model)
 
 
-def rev_bundle(params: Params, repo: Path, rev: str, *, version: str | None = None) -> Bundle:
-    """A version as git holds it at `rev` (a tag or commit): `git show <rev>:<path>`."""
+def rev_bundle(
+    params: Params,
+    repo: Path,
+    rev: str,
+    *,
+    version: str | None = None,
+    artifact: Path | None = None,
+) -> Bundle:
+    """A version as git holds it at `rev` (a tag or commit): `git show <rev>:<path>`; its model
+    bytes are checked in `artifact` when given, else in the DVC cache."""
     if not rev or rev.startswith("-") or any(c.isspace() for c in rev):
         raise InputError(f"{rev!r}: not a git revision")
     proc = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
@@ -534,8 +628,16 @@ def rev_bundle(params: Params, repo: Path, rev: str, *, version: str | None = No
         for key, rel in _files(params).items()
     }
     ok, detail = lock_consistent_at_rev(repo, commit)
+    expected = locked_md5(git_show(repo, commit, "dvc.lock"), f"{rev}:dvc.lock", params.paths.model)
+    model = model_bytes(repo, expected, params.paths.model, [artifact] if artifact else [], rev)
     return _bundle(
-        docs, ref=rev, version=version, commit=commit, lock_up_to_date=ok, lock_detail=detail
+        docs,
+        ref=rev,
+        version=version,
+        commit=commit,
+        lock_up_to_date=ok,
+        lock_detail=detail,
+        model=model,
     )
 
 

@@ -354,37 +354,25 @@ def lock_outs(repo: Path, rev: str) -> dict[str, str]:
     return outs
 
 
-def _md5_file(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_model(
     repo: Path, rev: str, model_path: str, artifact: Path | None = None
 ) -> dict[str, Any]:
-    """The model md5 that dvc.lock pins at `rev`, checked against the artifact when present.
+    """The model md5 that dvc.lock pins at `rev`, checked against `artifact` when given, else
+    against the DVC cache entry of that md5, for the audit record.
 
-    The artifact is `artifact` if given, else the DVC cache entry of that md5. A present
-    artifact with another md5 raises CheckFailed; an absent one is recorded as unverified.
+    Bytes that differ raise CheckFailed. Absent bytes are recorded as unverified: the policy's
+    model_bytes rule has already refused them unless the stage opts out (require_verified_model).
     """
+    from pipeline.policy import model_bytes
+
     md5 = lock_outs(repo, rev).get(model_path)
     if not md5:
         raise CheckFailed(f"{rev}: dvc.lock pins no {model_path}", [f"{rev}: no model md5"])
-    candidates = [artifact] if artifact else []
-    candidates.append(repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:])
-    for path in candidates:
-        if path is not None and path.is_file():
-            actual = _md5_file(path)
-            if actual != md5:
-                raise CheckFailed(
-                    f"model artifact does not match dvc.lock at {rev}",
-                    [f"{path}: md5 {actual}, dvc.lock at {rev}: {md5}"],
-                )
-            return {"path": model_path, "md5": md5, "verified": True, "artifact": str(path)}
-    return {"path": model_path, "md5": md5, "verified": False, "artifact": None}
+    ok, detail, checked = model_bytes(repo, md5, model_path, [artifact] if artifact else [], rev)
+    if ok is False:
+        raise CheckFailed(f"model artifact does not match dvc.lock at {rev}", [detail])
+    found = str(checked) if checked else None
+    return {"path": model_path, "md5": md5, "verified": ok is True, "artifact": found}
 
 
 # --------------------------------------------------------------------------- register
@@ -713,9 +701,11 @@ def plan(
     desired: Desired,
     *,
     policy_rev: str | None = None,
+    artifact: Path | None = None,
 ) -> list[Planned]:
     """What tags would make GTO match registry.yaml, each assignment judged by the policy
-    (the working tree's policy file, or the one committed at `policy_rev`)."""
+    (the working tree's policy file, or the one committed at `policy_rev`). The model bytes of
+    each assigned version are checked in `artifact` when given, else in the DVC cache."""
     from pipeline import policy as pol
 
     rules = (
@@ -726,10 +716,12 @@ def plan(
     dirs = pol.directions()
     planned: list[Planned] = []
 
-    def bundle(version: str) -> pol.Bundle:
+    def bundle(version: str, *, candidate: bool = False) -> pol.Bundle:
         if version not in state.versions:
             raise InputError(f"{state.model}@{version} is not a registered version")
-        return pol.rev_bundle(params, repo, state.versions[version].tag, version=version)
+        tag = state.versions[version].tag
+        given = artifact if candidate else None
+        return pol.rev_bundle(params, repo, tag, version=version, artifact=given)
 
     for stage, spec in sorted(desired.stages.items()):
         stage_rules = pol.stage_policy(rules, stage)
@@ -738,7 +730,7 @@ def plan(
             verdict = pol.evaluate(
                 stage,
                 stage_rules,
-                bundle(spec.version),
+                bundle(spec.version, candidate=True),
                 bundle(holder) if holder else None,
                 dirs,
                 rollback=spec.version in state.previous_holders(stage),
@@ -753,7 +745,11 @@ def plan(
             planned.append(Planned("unassign", canary_stage, current[0], None, current[0]))
         if want is not None:
             verdict = pol.evaluate(
-                canary_stage, stage_rules, bundle(want[0]), bundle(spec.version), dirs
+                canary_stage,
+                stage_rules,
+                bundle(want[0], candidate=True),
+                bundle(spec.version),
+                dirs,
             )
             prev = current[0] if current else None
             planned.append(Planned("assign", canary_stage, want[0], want[1], prev, verdict))
@@ -823,13 +819,13 @@ def reconcile(
     desired = load_desired(repo / params.paths.registry)
     if dry_run:
         state = read_state(repo, model)
-        planned = plan(params, repo, state, desired, policy_rev=policy_rev)
+        planned = plan(params, repo, state, desired, policy_rev=policy_rev, artifact=artifact)
         return Reconciled(tuple(planned), (), True)
     if policy_rev:
         raise UsageError("--policy-rev is for dry runs: tags are made under the merged policy")
     with registry_lock(repo):
         state = read_state(repo, model)
-        planned = plan(params, repo, state, desired)
+        planned = plan(params, repo, state, desired, artifact=artifact)
         failed = [p for p in planned if not p.passed]
         if failed:
             reasons = [f"{p.stage} <- {p.version}: {f}" for p in failed for f in p.verdict.failures]

@@ -21,6 +21,7 @@ import pandera.pandas as pa
 from pipeline.config import Params, Task, build, load_document
 from pipeline.errors import CheckFailed, ConfigError
 from pipeline.io import read_table, write_json
+from pipeline.leakage import DEFAULT_MAX_SCORE
 
 Dtype = Literal["int", "float", "bool", "string", "category", "datetime"]
 NUMERIC: tuple[str, ...] = ("int", "float")
@@ -40,10 +41,17 @@ class ColumnSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TargetLeak:
+    max_score: float = DEFAULT_MAX_SCORE
+    allow: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Contract:
     min_rows: int
     strict: bool
     columns: Mapping[str, ColumnSpec]
+    target_leak: TargetLeak = TargetLeak()  # the schema's documented default when omitted
 
 
 # --------------------------------------------------------------------------- loading
@@ -344,13 +352,36 @@ def target_failures(frame: pd.DataFrame, task: Task) -> list[str]:
 # --------------------------------------------------------------------------- stage
 
 
-def summary(frame: pd.DataFrame, contract: Contract) -> dict[str, Any]:
+def feature_columns(params: Params) -> list[str]:
+    """The columns the model reads as they are (datetime columns only through their parts)."""
+    return [*params.features.numeric, *params.features.categorical]
+
+
+def strongest(scores: Mapping[str, float]) -> dict[str, Any] | None:
+    """The feature that predicts the label best on its own, for validation.json."""
+    finite = {k: v for k, v in scores.items() if np.isfinite(v)}
+    if not finite:
+        return None
+    name = max(finite, key=lambda k: (finite[k], k))
+    return {"column": name, "score": round(finite[name], 4)}
+
+
+def summary(
+    frame: pd.DataFrame, contract: Contract, task: Task, scores: Mapping[str, float]
+) -> dict[str, Any]:
     """The validation.json written when the contract passes."""
+    from pipeline.leakage import METRIC
+
     return {
         "passed": True,
         "rows": len(frame),
         "columns": len(frame.columns),
-        "checks": count_checks(contract),
+        "checks": count_checks(contract) + len(scores),
+        "target_leak": {
+            "metric": METRIC[task.type],
+            "max_score": contract.target_leak.max_score,
+            "strongest_single_column": strongest(scores),
+        },
     }
 
 
@@ -359,10 +390,19 @@ def run(params: Params) -> None:
     contract = with_target(load_contract(params.paths.contract), params.task)
     frame = read_table(params.paths.raw)
     failures = contract_failures(frame, contract) or target_failures(frame, params.task)
+    scores: dict[str, float] = {}
+    if not failures:  # scores need valid columns and a learnable label
+        from pipeline.leakage import leak_failures, single_column_scores
+
+        scores = single_column_scores(frame, params.task, feature_columns(params))
+        leak = contract.target_leak
+        failures = leak_failures(
+            scores, params.task, leak.max_score, leak.allow, params.paths.contract
+        )
     if failures:
         raise CheckFailed(
             f"{params.paths.raw}: {len(failures)} data contract check(s) failed "
             f"({params.paths.contract})",
             failures,
         )
-    write_json(params.paths.validation, summary(frame, contract))
+    write_json(params.paths.validation, summary(frame, contract, params.task, scores))

@@ -17,7 +17,7 @@ from tests.conftest import clone_of, git, make_template_repo, run, set_param
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ["ingest", "validate", "features", "train", "evaluate"]
+STAGES = ["ingest", "validate", "features", "train", "evaluate", "benchmark"]
 # Every git-tracked output except the benchmark, which measures wall-clock latency.
 STABLE_OUTPUTS = [
     "models/metrics.json",
@@ -77,8 +77,9 @@ def test_two_clean_clones_are_byte_identical(reproduced_repo: Path, tmp_path: Pa
     ("key", "value", "expected"),
     [
         ("min_slice_size", "60", ["evaluate"]),
-        ("max_iter", "50", ["train", "evaluate"]),
-        ("test_size", "0.25", ["features", "train", "evaluate"]),
+        ("max_iter", "50", ["train", "evaluate", "benchmark"]),
+        ("test_size", "0.25", ["features", "train", "evaluate", "benchmark"]),
+        ("repeats", "5", ["benchmark"]),
     ],
 )
 def test_param_change_reruns_only_downstream(
@@ -88,6 +89,31 @@ def test_param_change_reruns_only_downstream(
     set_param(repo / "params.yaml", key, value)
     proc = run(["dvc", "repro"], repo)
     assert ran_stages(proc.stdout) == expected
+
+
+def test_a_fresh_clones_repro_leaves_git_clean(reproduced_repo: Path, tmp_path: Path) -> None:
+    """What a new user does first (`make run` is `dvc repro`): a `git clone` has no data, no
+    model and no DVC cache, so every stage reruns, except the benchmark. The model comes out
+    byte for byte the same, so the benchmark stage is unchanged and the committed latency
+    figures stay: the user's first commit carries no timing noise."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(reproduced_repo), str(clone))
+    assert not (clone / "models/model.skops").exists()
+    proc = run(["dvc", "repro"], clone)
+    assert ran_stages(proc.stdout) == STAGES[:-1]
+    assert "Stage 'benchmark' didn't change, skipping" in proc.stdout
+    assert git(clone, "status", "--porcelain") == ""
+    assert json.loads(run(["dvc", "status", "--json"], clone).stdout) == {}
+
+
+def test_dvc_exp_show_lists_the_model_metrics_not_every_slice(reproduced_repo: Path) -> None:
+    """Per-slice figures and the reference profile are outputs the report reads, not DVC
+    metrics: declared as metrics they made `dvc exp show` ~270 columns wide."""
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], reproduced_repo).stdout)
+    files = set(rows[0]["data"]["metrics"])
+    assert files == {"models/metrics.json", "models/fairness.json", "models/benchmark.json"}
+    header = run(["dvc", "exp", "show", "--csv"], reproduced_repo).stdout.splitlines()[0]
+    assert len(header.split(",")) < 130
 
 
 def test_contract_failure_stops_the_dag(template_repo: Path) -> None:

@@ -166,7 +166,7 @@ class Project:
             "pr-comment.yml", "workflow_run", event, sha=main, ref="refs/heads/main", run_id=run_id
         )
 
-    def run_push(self, workflow: str, run_id: int, before: str) -> ActResult:
+    def run_push(self, workflow: str, run_id: int, before: str, **kwargs: Any) -> ActResult:
         after = self.github.commit_of("refs/heads/main")
         event = {
             "ref": "refs/heads/main",
@@ -176,7 +176,7 @@ class Project:
             "pusher": {"name": "maintainer"},
         }
         return self.runner.run(
-            workflow, "push", event, sha=after, ref="refs/heads/main", run_id=run_id
+            workflow, "push", event, sha=after, ref="refs/heads/main", run_id=run_id, **kwargs
         )
 
     def artifact(self, run_id: int) -> dict[str, str]:
@@ -427,10 +427,15 @@ def test_push_to_main_registers_one_version(project: Project) -> None:
 
 
 def test_promotion_pr_then_merge_creates_the_stage_tag(project: Project) -> None:
-    # A registered version (what register.yml does on main, tested above).
+    # A registered version (what register.yml does on main, tested above) whose model bytes are
+    # in the DVC remote the repository variable names (what pr.yml's push job does).
     run(["python", "-m", "pipeline", "register"], project.work)
     project.push("main", "--tags")
     [version] = tags(project.github, f"{MODEL}@")
+    remote = project.tmp / "dvc-remote"
+    run(["dvc", "remote", "add", "--local", "--force", "storage", str(remote)], project.work)
+    run(["dvc", "push", "-q", "train"], project.work)
+    variables = {"DVC_REMOTE_URL": str(remote)}
 
     def promote(work: Path) -> None:
         run(
@@ -453,10 +458,14 @@ def test_promotion_pr_then_merge_creates_the_stage_tag(project: Project) -> None
     assert "made no pr-report artifact" in nothing.output
 
     check = project.runner.run(
-        "promotion.yml", "pull_request", event, sha=merge, ref="refs/pull/4/merge", run_id=401
-    )
+        "promotion.yml", "pull_request", event, sha=merge, ref="refs/pull/4/merge", run_id=401,
+        variables=variables,
+    )  # fmt: skip
     assert check.returncode == 0, failure_context(check, project.github)
-    assert "production" in project.artifact(401)["report.md"]
+    assert (
+        "| ✅ | `model_bytes` | models/model.skops matches md5"
+        in project.artifact(401)["report.md"]
+    )
     posted = project.run_comment(402, triggering=401, name="Promotion check")
     assert posted.returncode == 0, failure_context(posted, project.github)
     [comment] = project.github.comments.values()
@@ -469,7 +478,7 @@ def test_promotion_pr_then_merge_creates_the_stage_tag(project: Project) -> None
     pr.merged_at, pr.merge_commit_sha = "2026-12-01T12:00:00Z", merge
     project.github.reviews[4] = [{"user": {"login": "alice"}, "state": "APPROVED"}]
 
-    result = project.run_push("reconcile.yml", run_id=403, before=before)
+    result = project.run_push("reconcile.yml", run_id=403, before=before, variables=variables)
 
     assert result.returncode == 0, failure_context(result, project.github)
     stage_tags = tags(project.github, f"{MODEL}#production#")
@@ -481,6 +490,7 @@ def test_promotion_pr_then_merge_creates_the_stage_tag(project: Project) -> None
     assert str(record["pr"]) == "4"
     assert record["approver"] == "alice"
     assert record["version"] == version.split("@")[1]
+    assert record["model_artifact"]["verified"] is True  # fetched from the remote, then checked
     policy = git(project.github.git_dir, "show", f"{merge}:policies/promotion.yaml")
     assert record["policy"]["sha256"] == hashlib.sha256((policy + "\n").encode()).hexdigest()
     metrics = json.loads(git(project.github.git_dir, "show", f"{merge}:models/metrics.json"))
@@ -532,6 +542,8 @@ def test_promotion_pr_of_a_worse_model_fails_its_check(project: Project) -> None
     report = project.artifact(451)["report.md"]
     assert "### Promotion policy `production`: ❌ failed" in report
     assert "❌ | `absolute:log_loss`" in report
+    # no DVC remote configured: the model bytes cannot be checked, and the policy fails closed
+    assert "| ❌ | `model_bytes` | models/model.skops (md5 " in report
     posted = project.run_comment(452, triggering=451, name="Promotion check")
     assert posted.returncode == 0, failure_context(posted, project.github)
     [comment] = project.github.comments.values()

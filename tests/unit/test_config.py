@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from pipeline import config
 from pipeline.cli import main
 from pipeline.errors import ConfigError
-from tests.conftest import DEMO_ROOT, REPO_ROOT, make_template_repo, run, set_param
+from tests.conftest import DEMO_ROOT, REPO_ROOT, git, make_template_repo, run, set_param
 
 
 @pytest.fixture
@@ -210,3 +210,120 @@ def test_config_check_refuses_an_alias_bomb_fast_and_writes_nothing(tmp_path: Pa
         [sys.executable, "-m", "pipeline", "config-check"], make_template_repo(tmp_path / "ok")
     )
     assert "parse and validate" in ok.stdout
+
+
+# --------------------------------------------------------------------------- paths that escape
+# Issue 17, item 6. The rules on the text of params.yaml are checked by every command; where the
+# paths really point (symlinks) by every stage and config-check (tests/unit/test_ingest.py).
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("raw", "./data/raw/dataset.parquet", "write data/raw/dataset.parquet"),
+        ("plots", "models/plots/", "write models/plots"),
+        ("fairness", "models//fairness.json", "write models/fairness.json"),
+        ("source_dir", ".", "names the repository root itself"),
+    ],
+)
+def test_paths_must_be_normalized_relative_paths(
+    params_file: Path, key: str, value: str, message: str
+) -> None:
+    set_param(params_file, key, value)
+    assert _errors(params_file) == [
+        f"{params_file}: paths.{key}: {value} "
+        + ("is not a normalized path: " if message.startswith("write") else "")
+        + message
+    ]
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "../outside", "data/../../outside"])
+def test_paths_outside_the_repository_are_refused_by_the_schema(
+    params_file: Path, value: str
+) -> None:
+    set_param(params_file, "raw", value)
+    assert [e for e in _errors(params_file) if "paths.raw" in e and "does not match" in e]
+
+
+@pytest.mark.parametrize(
+    ("source", "pin", "message"),
+    [
+        ("generator", "ab" * 32, "ingest.source_sha256: only a URL source is pinned"),
+        ("data/source/x.csv", "ab" * 32, "ingest.source_sha256: only a URL source is pinned"),
+        ("https://example.com/x.csv", "null", "ingest.source_sha256: a URL source"),
+        ("https://example.com/x.csv", "AB" * 32, "ingest.source_sha256: 'ABAB"),
+        ("data/source/./x.csv", "null", "data/source/./x.csv is not a normalized path"),
+        ("data/source", "null", "data/source is not under data/source/"),
+    ],
+)
+def test_source_and_its_pin(params_file: Path, source: str, pin: str, message: str) -> None:
+    set_param(params_file, "source", source)
+    set_param(params_file, "source_sha256", pin)
+    errors = _errors(params_file)
+    assert len(errors) == 1, errors
+    assert message in errors[0]
+
+
+def work_tree(repo: Path) -> dict[str, str]:
+    """Every file and symlink of a repository outside .git -> its sha256 or its target."""
+    import hashlib
+
+    return {
+        p.relative_to(repo).as_posix(): (
+            f"-> {p.readlink()}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
+        for p in sorted(repo.rglob("*"))
+        if (p.is_symlink() or p.is_file())
+        and ".git" not in p.relative_to(repo).parts
+        and "tmp" not in p.relative_to(repo).parts  # .dvc/tmp: DVC's own locks, git-ignored
+    }
+
+
+def test_dvc_repro_and_config_check_refuse_a_source_outside_the_repository(
+    tmp_path: Path,
+) -> None:
+    """The issue's case in a real repository: a source DVC does not hash fails the run; nothing
+    is written, in the repository (files, git status, dvc.lock) or beside it."""
+    repo = make_template_repo(tmp_path / "repo")
+    shutil.copy(REPO_ROOT / "dvc.lock", repo / "dvc.lock")  # any committed lock: it must stay
+    outside = tmp_path / "mine.csv"
+    outside.write_text("a,b\n1,2\n")
+    set_param(repo / "params.yaml", "source", str(outside))
+    before = (work_tree(tmp_path), git(repo, "status", "--porcelain"))
+    message = (
+        f"ingest.source: {outside} is not under data/source/, the folder the ingest stage "
+        f"depends on in dvc.yaml, so DVC would not see it change: copy it there (cp {outside} "
+        "data/source/) and set ingest.source: data/source/mine.csv"
+    )
+    config_check = run([sys.executable, "-m", "pipeline", "config-check"], repo, check=False)
+    assert (config_check.returncode, config_check.stdout) == (2, "")
+    assert message in config_check.stderr
+    repro = run(["dvc", "repro", "ingest"], repo, check=False)
+    assert repro.returncode != 0
+    assert message in repro.stderr + repro.stdout
+    assert (work_tree(tmp_path), git(repo, "status", "--porcelain")) == before
+
+
+def test_a_data_folder_symlinked_out_of_a_repository_is_not_written_through(
+    tmp_path: Path,
+) -> None:
+    repo = make_template_repo(tmp_path / "repo")
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(repo / "data", elsewhere)
+    (repo / "data").symlink_to(elsewhere, target_is_directory=True)
+    before = (work_tree(tmp_path), git(repo, "status", "--porcelain"))
+    for command in ("config-check", "ingest"):
+        proc = run([sys.executable, "-m", "pipeline", command], repo, check=False)
+        assert proc.returncode == 2, command
+        assert (
+            f"paths.raw: data/raw/dataset.parquet is really {elsewhere}/raw/dataset.parquet "
+            f"(data is a symlink to {elsewhere}), outside the repository {repo}"
+        ) in proc.stderr
+    assert not (elsewhere / "raw" / "dataset.parquet").exists()
+    assert (work_tree(tmp_path), git(repo, "status", "--porcelain")) == before
+
+
+def test_the_url_pin_is_a_params_dependency_of_the_ingest_stage() -> None:
+    """A new pin must rerun ingest: dvc.yaml lists the whole `ingest` section, or the key."""
+    params = config.load_yaml(REPO_ROOT / "dvc.yaml")["stages"]["ingest"]["params"]
+    assert {"ingest", "ingest.source_sha256"} & set(params), params

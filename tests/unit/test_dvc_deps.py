@@ -20,7 +20,7 @@ import pytest
 from pipeline.config import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("ingest", "validate", "features", "train", "evaluate")
+STAGES = ("ingest", "validate", "features", "train", "evaluate", "benchmark")
 # Files a module reads at run time, as its code: a change to them changes what it does.
 PACKAGE_DATA = {
     "pipeline/config.py": ["pipeline/schemas"],

@@ -21,6 +21,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from pipeline import benchmark as bench
 from pipeline import io
 from pipeline.config import Evaluate, Params, Task, build, load_yaml
 from pipeline.drift import OTHER as OTHER_KEY
@@ -45,7 +46,7 @@ from pipeline.predict import score
 from tests.conftest import DEMO_ROOT
 
 REGIONS = ["north", "south", "east", "west"]
-OUTPUT_KEYS = ("predictions", "metrics", "slices", "fairness", "benchmark", "reference", "plots")
+OUTPUT_KEYS = ("predictions", "metrics", "slices", "fairness", "reference", "plots")
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -378,6 +379,8 @@ def test_run_writes_the_task_outputs_and_removes_stale_plots(
     assert len(predictions) == len(test)
     assert predictions["actual"].tolist() == test["target"].tolist()
     assert "prediction" in predictions
+    assert not Path(params.paths.benchmark).exists()  # the benchmark stage's output
+    bench.run(params)
     benchmark = io.read_json(params.paths.benchmark)
     assert benchmark["batch_rows"] == 50
     assert benchmark["model_size_bytes"] == Path(params.paths.model).stat().st_size
@@ -404,6 +407,7 @@ def test_directions_cover_every_emitted_metric(tmp_path: Path) -> None:
     for task_type in ("binary", "multiclass", "regression"):
         params = prepare(tmp_path / task_type, task_type)
         run(params)
+        bench.run(params)
         names |= set(io.read_json(params.paths.metrics))
         names |= set(io.read_json(params.paths.benchmark))
         fair = io.read_json(params.paths.fairness)
@@ -414,7 +418,7 @@ def test_directions_cover_every_emitted_metric(tmp_path: Path) -> None:
     assert names - set(DIRECTION) == set()
 
 
-def test_run_is_byte_reproducible_except_benchmark(tmp_path: Path) -> None:
+def test_run_is_byte_reproducible(tmp_path: Path) -> None:
     first = prepare(tmp_path / "a", "binary")
     second = prepare(tmp_path / "b", "binary")
     run(first)
@@ -422,13 +426,9 @@ def test_run_is_byte_reproducible_except_benchmark(tmp_path: Path) -> None:
     a, b = outputs(first), outputs(second)
     assert set(a) == set(b)
     assert {"predictions", "metrics", "slices", "fairness", "reference", "plots/roc.json"} <= set(a)
-    for name in a:
-        if name != "benchmark":
-            assert a[name] == b[name], name
+    assert a == b
     run(first)  # and again in place
-    assert {k: v for k, v in outputs(first).items() if k != "benchmark"} == {
-        k: v for k, v in a.items() if k != "benchmark"
-    }
+    assert outputs(first) == a
 
 
 def test_non_finite_metric_fails_and_writes_nothing(tmp_path: Path) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import http.server
-import threading
-from collections.abc import Iterator
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from pipeline import ingest
-from pipeline.cli import main
+from pipeline.cli import STAGES, main
 from pipeline.config import Generator, Params, Task, load_params
 from pipeline.errors import ConfigError, InputError, UsageError
 from pipeline.io import write_table
@@ -321,12 +319,12 @@ def test_extra_batch_without_the_label_is_refused_and_nothing_written(
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_file_source_round_trips(workdir: Path, tmp_path: Path, suffix: str) -> None:
+def test_file_source_round_trips(workdir: Path, suffix: str) -> None:
     params = params_in(workdir)
     expected = ingest.generate(params.ingest.generator, params.task)
-    source = tmp_path / f"mydata{suffix}"
-    write_table(source, expected)
-    set_param(workdir / "params.yaml", "source", str(source))
+    source = f"{params.paths.source_dir}/mydata{suffix}"
+    write_table(workdir / source, expected)
+    set_param(workdir / "params.yaml", "source", source)
     assert main(["ingest"]) == 0
     written = pd.read_parquet(workdir / params.paths.raw)
     # CSV loses dtypes; the contract's datetime/category columns are restored at ingest
@@ -334,35 +332,41 @@ def test_file_source_round_trips(workdir: Path, tmp_path: Path, suffix: str) -> 
     assert written.dtypes.equals(expected.dtypes)
 
 
-@pytest.fixture
-def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real HTTP server on loopback serving a directory."""
-    root = tmp_path / "served"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_spreadsheet_export_dialect_ingests_without_hand_edits(workdir: Path, sep: str) -> None:
+    """';' (or tab, or '|') between values, a space after each separator, '?' for missing: as
+    European spreadsheets and UCI-style exports write them. Ingest reads the same table."""
+    params = params_in(workdir)
+    expected = ingest.generate(params.ingest.generator, params.task)
+    text = expected.to_csv(index=False, sep=sep, na_rep="?").replace(sep, f"{sep} ")
+    assert "?" in text  # the generator leaves ~2% of income and employment empty
+    source = f"{params.paths.source_dir}/export.csv"
+    (workdir / source).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / source).write_text(text)
+    set_param(workdir / "params.yaml", "source", source)
+    assert main(["ingest"]) == 0
+    written = pd.read_parquet(workdir / params.paths.raw)
+    pd.testing.assert_frame_equal(written, expected, check_exact=False, rtol=1e-12)
+    assert main(["validate"]) == 0
 
 
-def test_url_source(workdir: Path, http_dir: tuple[str, Path]) -> None:
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def serve(root: Path, name: str, frame: pd.DataFrame) -> str:
+    """Write `frame` into the served directory; the sha256 of the bytes served."""
+    write_table(root / name, frame)
+    return sha256((root / name).read_bytes())
+
+
+def test_url_source_with_the_right_pin_ingests(workdir: Path, http_dir: tuple[str, Path]) -> None:
     url, root = http_dir
     params = params_in(workdir)
     expected = ingest.generate(params.ingest.generator, params.task)
-    write_table(root / "applications.csv", expected)
+    pin = serve(root, "applications.csv", expected)
     set_param(workdir / "params.yaml", "source", f"{url}/applications.csv")
+    set_param(workdir / "params.yaml", "source_sha256", pin)
     assert main(["ingest"]) == 0
     written = pd.read_parquet(workdir / params.paths.raw)
     pd.testing.assert_frame_equal(written, expected, check_exact=False, rtol=1e-12)
@@ -373,8 +377,9 @@ def test_url_source_not_found_is_an_input_error(
 ) -> None:
     url, _ = http_dir
     set_param(workdir / "params.yaml", "source", f"{url}/missing.parquet")
+    set_param(workdir / "params.yaml", "source_sha256", "ab" * 32)
     assert main(["ingest"]) == 2
-    assert "missing.parquet" in capsys.readouterr().err
+    assert "missing.parquet: cannot download" in capsys.readouterr().err
     assert not (workdir / params_in(workdir).paths.raw).exists()
 
 
@@ -389,21 +394,199 @@ def test_url_source_not_found_is_an_input_error(
 )
 def test_bad_source_file_is_an_input_error_and_writes_nothing(
     workdir: Path,
-    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     name: str,
     content: bytes | None,
     message: str,
 ) -> None:
-    source = tmp_path / name
+    source = workdir / params_in(workdir).paths.source_dir / name
+    source.parent.mkdir(parents=True)
     if content is not None:
         source.write_bytes(content)
-    set_param(workdir / "params.yaml", "source", str(source))
+    set_param(workdir / "params.yaml", "source", f"data/source/{name}")
+    before = tree(workdir)
     assert main(["ingest"]) == 2
     err = capsys.readouterr().err
     assert message in err
     assert "ingest.source" in err
-    assert not (workdir / "data").exists()
+    assert tree(workdir) == before
+
+
+# --------------------------------------------------------------------------- paths that escape
+# Issue 17, item 6: a source DVC does not hash (outside paths.source_dir, or a URL without a
+# pin) gave "up to date" from `dvc status` while a rerun gave other data; a data/ symlinked out
+# of the repository was written through. Each is refused (exit 2), with nothing written.
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file and symlink under `root` (symlinks not followed) -> its sha256 or target."""
+    return {
+        p.relative_to(root).as_posix(): (
+            f"-> {p.readlink()}" if p.is_symlink() else sha256(p.read_bytes())
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink() or p.is_file()
+    }
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a command that must exit 2; its stderr."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def _absolute(work: Path, outside: Path) -> tuple[str, list[str]]:
+    source = str(outside / "x.csv")
+    return source, [
+        f"ingest.source: {source} is not under data/source/, the folder the ingest stage depends "
+        f"on in dvc.yaml, so DVC would not see it change: copy it there (cp {source} "
+        "data/source/) and set ingest.source: data/source/x.csv"
+    ]
+
+
+def _parent(work: Path, outside: Path) -> tuple[str, list[str]]:
+    source = f"../{outside.name}/x.csv"
+    return source, [
+        f"ingest.source: {source} is not under data/source/, the folder the ingest stage depends "
+        f"on in dvc.yaml, so DVC would not see it change: copy it there (cp {source} "
+        "data/source/) and set ingest.source: data/source/x.csv"
+    ]
+
+
+def _elsewhere_in_the_repository(work: Path, outside: Path) -> tuple[str, list[str]]:
+    (work / "data" / "other").mkdir(parents=True)
+    (work / "data" / "other" / "x.csv").write_bytes((outside / "x.csv").read_bytes())
+    return "data/other/x.csv", [
+        "ingest.source: data/other/x.csv is not under data/source/, the folder the ingest stage "
+        "depends on in dvc.yaml, so DVC would not see it change: copy it there (cp "
+        "data/other/x.csv data/source/) and set ingest.source: data/source/x.csv"
+    ]
+
+
+def _symlinked_source_dir(work: Path, outside: Path) -> tuple[str, list[str]]:
+    (work / "data").mkdir()
+    (work / "data" / "source").symlink_to(outside, target_is_directory=True)
+    return "data/source/x.csv", [
+        f"paths.source_dir: data/source is really {outside} (data/source is a symlink to "
+        f"{outside}), outside the repository {work}",
+        f"ingest.source: data/source/x.csv is really {outside / 'x.csv'} (data/source is a "
+        f"symlink to {outside}), outside data/source/ in the repository, so DVC would not see it "
+        "change: put the file itself there, not a symlink",
+    ]
+
+
+def _symlinked_source_file(work: Path, outside: Path) -> tuple[str, list[str]]:
+    (work / "data" / "source").mkdir(parents=True)
+    (work / "data" / "source" / "x.csv").symlink_to(outside / "x.csv")
+    return "data/source/x.csv", [
+        f"ingest.source: data/source/x.csv is really {outside / 'x.csv'} (data/source/x.csv is "
+        f"a symlink to {outside / 'x.csv'}), outside data/source/ in the repository"
+    ]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        _absolute,
+        _parent,
+        _elsewhere_in_the_repository,
+        _symlinked_source_dir,
+        _symlinked_source_file,
+    ],
+)
+def test_a_source_dvc_does_not_track_is_refused_and_nothing_is_written(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: object
+) -> None:
+    params = params_in(workdir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_table(outside / "x.csv", ingest.generate(params.ingest.generator, params.task))
+    source, messages = case(workdir, outside)  # type: ignore[operator]
+    set_param(workdir / "params.yaml", "source", source)
+    before = tree(tmp_path)  # the work copy and everything beside it
+    for argv in (["ingest"], ["config-check"]):  # CI's config-check reports it before dvc repro
+        err = refused(argv, capsys)
+        for message in messages:
+            assert message in err, argv
+    assert tree(tmp_path) == before
+    assert not (workdir / params.paths.raw).exists()
+
+
+def test_url_source_without_a_pin_is_refused(
+    workdir: Path, http_dir: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, root = http_dir
+    params = params_in(workdir)
+    serve(root, "applications.csv", ingest.generate(params.ingest.generator, params.task))
+    set_param(workdir / "params.yaml", "source", f"{url}/applications.csv")
+    before = tree(workdir)
+    for argv in (["ingest"], ["config-check"]):
+        assert (
+            f"ingest.source_sha256: a URL source ({url}/applications.csv) must be pinned by the "
+            "sha256 of its bytes, or a changed download would give other data while dvc status "
+            f"says up to date: set it to the output of `curl -sL {url}/applications.csv | "
+            "sha256sum`"
+        ) in refused(argv, capsys)
+    assert tree(workdir) == before
+
+
+def test_url_source_whose_bytes_changed_since_pinned_is_refused_naming_both_digests(
+    workdir: Path, http_dir: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's case: the file behind the URL changes after the pipeline ran on it."""
+    url, root = http_dir
+    params = params_in(workdir)
+    generator = params.ingest.generator
+    pinned = serve(root, "applications.csv", ingest.generate(generator, params.task))
+    set_param(workdir / "params.yaml", "source", f"{url}/applications.csv")
+    set_param(workdir / "params.yaml", "source_sha256", pinned)
+    assert main(["ingest"]) == 0
+    changed = ingest.generate(dataclasses.replace(generator, seed=8), params.task)
+    now = serve(root, "applications.csv", changed)
+    before = tree(workdir)
+    err = refused(["ingest"], capsys)
+    assert (
+        f"ingest.source: {url}/applications.csv: its bytes have sha256 {now}, but "
+        f"ingest.source_sha256 pins {pinned}: the file changed since it was pinned; check the "
+        f"new data, then set ingest.source_sha256: {now}"
+    ) in err
+    assert tree(workdir) == before  # the raw data of the pinned bytes is left as it was
+
+
+@pytest.mark.parametrize("command", [*STAGES, "config-check"])
+def test_a_data_folder_symlinked_out_of_the_repository_is_refused_and_not_written_through(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (workdir / "data").symlink_to(elsewhere, target_is_directory=True)
+    before = tree(tmp_path)
+    err = refused([command], capsys)
+    assert (
+        f"paths.raw: data/raw/dataset.parquet is really {elsewhere}/raw/dataset.parquet (data "
+        f"is a symlink to {elsewhere}), outside the repository {workdir}: stages read and write "
+        "only inside it; replace the symlink by a real folder or file"
+    ) in err
+    assert "paths.train: data/processed/train.parquet is really" in err  # every path listed
+    assert list(elsewhere.iterdir()) == []
+    assert tree(tmp_path) == before
+
+
+def test_an_extra_batch_symlinked_out_of_data_extra_is_refused(
+    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = params_in(workdir)
+    outside = tmp_path / "outside.parquet"
+    write_table(outside, ingest.generate(params.ingest.generator, params.task).head(50))
+    (workdir / params.paths.extra).mkdir(parents=True)
+    (workdir / params.paths.extra / "b.parquet").symlink_to(outside)
+    before = tree(tmp_path)
+    assert (
+        f"data/extra/b.parquet: is really {outside}, outside data/extra/, so DVC would not see "
+        "it change: put the file itself there, not a symlink"
+    ) in refused(["ingest"], capsys)
+    assert tree(tmp_path) == before
 
 
 def test_coerce_types_leaves_unparseable_dates_for_validate() -> None:

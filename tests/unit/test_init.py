@@ -32,6 +32,7 @@ stages: # registry stages
     on_rollback: absolute_only # skip vs_holder
     require_data_contract: true # validation.json must pass
     require_lock_up_to_date: true # dvc.lock matches
+    require_verified_model: true # model bytes match dvc.lock
     absolute: # bounds on metrics.json
       - metric: roc_auc # ranking quality
         min: 0.75 # minimum
@@ -210,16 +211,19 @@ def test_infer_on_the_default_generator_data_recovers_the_shipped_declaration() 
     assert init.self_check(frame, found.contract) == []
 
 
-def test_resolve_source(tmp_path: Path) -> None:
+def test_resolve_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "repo"
-    (root / "data").mkdir(parents=True)
-    assert init.resolve_source(str(root / "data" / "x.csv"), root) == ("data/x.csv", None)
+    (root / "data" / "source").mkdir(parents=True)
+    monkeypatch.chdir(root)
+    for given in (str(root / "data" / "source" / "x.csv"), "data/source/x.csv"):
+        assert init.resolve_source(given, root, "data/source") == "data/source/x.csv"
+    assert init.resolve_source("data/source/../source/x.csv", root, "data/source") == (
+        "data/source/x.csv"
+    )
     url = "https://example.com/x.parquet"
-    assert init.resolve_source(url, root) == (url, None)
-    source, warning = init.resolve_source(str(tmp_path / "x.csv"), root)
-    assert source == (tmp_path / "x.csv").resolve().as_posix()
-    assert warning is not None
-    assert "CI cannot read it" in warning
+    assert init.resolve_source(url, root, "data/source") == url
+    with pytest.raises(InputError, match=r"cp data/x\.csv data/source/"):
+        init.resolve_source("data/x.csv", root, "data/source")
 
 
 def test_slices_are_low_cardinality_categoricals() -> None:
@@ -330,7 +334,7 @@ def comments(text: str) -> list[str]:
 
 def test_edit_params_keeps_every_comment_and_every_other_key() -> None:
     values = {
-        "ingest.source": "data/mine.csv",
+        "ingest.source": "data/source/mine.csv",
         "task.type": "regression",
         "task.positive_label": None,
         "task.sensitive": None,
@@ -440,8 +444,8 @@ def test_init_writes_params_contract_policy_and_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = project(tmp_path)
-    write_table(root / "data" / "mine.parquet", table())
-    args = ("--data", "data/mine.parquet", "--target", "churned", "--sensitive", "gender")
+    write_table(root / "data" / "source" / "mine.parquet", table())
+    args = ("--data", "data/source/mine.parquet", "--target", "churned", "--sensitive", "gender")
     before = snapshot(root)
     assert cli(root, *args, "--dry-run", monkeypatch=monkeypatch) == 0
     out = capsys.readouterr().out
@@ -456,7 +460,8 @@ def test_init_writes_params_contract_policy_and_state(
     assert "task: binary" in out
     assert "positive_label: 'yes'" in out
     params = load_params(root / "params.yaml")
-    assert params.ingest.source == "data/mine.parquet"
+    assert params.ingest.source == "data/source/mine.parquet"
+    assert params.ingest.source_sha256 is None  # DVC hashes a file in data/source/ itself
     assert (params.task.target, params.task.sensitive) == ("churned", "gender")
     assert params.features.categorical == ("plan", "rating")
     assert dict(params.features.datetime) == {"signed_up": ("month", "dayofweek", "hour")}
@@ -476,8 +481,8 @@ def test_init_refuses_to_overwrite_hand_edits_without_force(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = project(tmp_path)
-    write_table(root / "data" / "mine.csv", table())
-    args = ("--data", "data/mine.csv", "--target", "churned", "--sensitive", "gender")
+    write_table(root / "data" / "source" / "mine.csv", table())
+    args = ("--data", "data/source/mine.csv", "--target", "churned", "--sensitive", "gender")
     assert cli(root, *args, monkeypatch=monkeypatch) == 0
     params_file = root / "params.yaml"
     text = params_file.read_text()
@@ -493,7 +498,7 @@ def test_init_refuses_to_overwrite_hand_edits_without_force(
     capsys.readouterr()
     before = snapshot(root)
     frame = table().assign(extra=1.5 * np.arange(200))
-    write_table(root / "data" / "mine.csv", frame)
+    write_table(root / "data" / "source" / "mine.csv", frame)
     assert cli(root, *args, monkeypatch=monkeypatch) == 2
     err = capsys.readouterr().err
     assert "params.yaml (features.categorical" in err
@@ -509,9 +514,9 @@ def test_init_refuses_a_hand_made_setup_it_did_not_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = project(tmp_path, source="x.csv")
-    write_table(root / "data" / "mine.csv", table())
+    write_table(root / "data" / "source" / "mine.csv", table())
     before = snapshot(root)
-    args = ("--data", "data/mine.csv", "--target", "churned", "--sensitive", "gender")
+    args = ("--data", "data/source/mine.csv", "--target", "churned", "--sensitive", "gender")
     assert cli(root, *args, monkeypatch=monkeypatch) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert snapshot(root) == before
@@ -522,44 +527,45 @@ def test_no_sensitive_attribute_sets_null(
 ) -> None:
     """Needs params.schema.json to allow `task.sensitive: null` (see the issue 7 report)."""
     root = project(tmp_path)
-    write_table(root / "data" / "mine.csv", table())
-    assert cli(root, "--data", "data/mine.csv", "--target", "churned", monkeypatch=monkeypatch) == 0
+    write_table(root / "data" / "source" / "mine.csv", table())
+    data = ("--data", "data/source/mine.csv")
+    assert cli(root, *data, "--target", "churned", monkeypatch=monkeypatch) == 0
     assert "task.sensitive: null" in capsys.readouterr().out
     assert "  sensitive: null # " in (root / "params.yaml").read_text()
 
 
 def _garbage(root: Path) -> Path:
-    path = root / "data" / "noise.parquet"
+    path = root / "data" / "source" / "noise.parquet"
     path.write_bytes(bytes(range(256)) * 4)
     return path
 
 
 def _text(root: Path) -> Path:
-    path = root / "data" / "notes.txt"
+    path = root / "data" / "source" / "notes.txt"
     path.write_text("not a table\n")
     return path
 
 
 def _empty(root: Path) -> Path:
-    path = root / "data" / "empty.csv"
+    path = root / "data" / "source" / "empty.csv"
     path.write_bytes(b"")
     return path
 
 
 def _header_only(root: Path) -> Path:
-    path = root / "data" / "header.csv"
+    path = root / "data" / "source" / "header.csv"
     path.write_text("a,b,churned\n")
     return path
 
 
 def _one_class(root: Path) -> Path:
-    path = root / "data" / "one.csv"
+    path = root / "data" / "source" / "one.csv"
     write_table(path, table().assign(churned="no"))
     return path
 
 
 def _good(root: Path) -> Path:
-    path = root / "data" / "good.csv"
+    path = root / "data" / "source" / "good.csv"
     write_table(path, table())
     return path
 
@@ -586,7 +592,7 @@ def test_bad_input_exits_2_and_writes_nothing(
     message: str,
 ) -> None:
     root = project(tmp_path)
-    (root / "data").mkdir()
+    (root / "data" / "source").mkdir(parents=True)
     data = make(root)  # type: ignore[operator]
     before = snapshot(root)
     assert (
@@ -596,3 +602,148 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert message in capsys.readouterr().err
     assert snapshot(root) == before
     assert not (root / init.STATE_FILE).exists()
+
+
+# --------------------------------------------------------------------------- where the data is
+# Issue 17, item 6: ingest reads only what DVC hashes, a file in paths.source_dir (data/source/)
+# or a URL pinned by its sha256, so init refuses any other file before it writes anything.
+
+
+def files(root: Path) -> dict[str, str]:
+    """Every file and symlink under `root`, data included (symlinks not followed)."""
+    return {
+        p.relative_to(root).as_posix(): (
+            f"-> {p.readlink()}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink() or p.is_file()
+    }
+
+
+def _outside_absolute(root: Path, outside: Path) -> str:
+    return str(outside)
+
+
+def _outside_relative(root: Path, outside: Path) -> str:
+    return f"../{outside.name}"
+
+
+def _in_the_repository_not_in_data_source(root: Path, outside: Path) -> str:
+    (root / "data").mkdir()
+    shutil.copy(outside, root / "data" / "x.csv")
+    return "data/x.csv"
+
+
+@pytest.mark.parametrize(
+    "make", [_outside_absolute, _outside_relative, _in_the_repository_not_in_data_source]
+)
+def test_init_refuses_a_file_outside_data_source_and_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make: object,
+) -> None:
+    root = project(tmp_path)
+    outside = tmp_path / "x.csv"
+    write_table(outside, table())
+    data = make(root, outside)  # type: ignore[operator]
+    before = files(tmp_path)  # params.yaml, policies/, the data, and what lies beside the copy
+    assert cli(root, "--data", data, "--target", "churned", monkeypatch=monkeypatch) == 2
+    assert (
+        f"error: --data {data} is not under data/source/, the folder the ingest stage depends "
+        f"on in dvc.yaml, so DVC would not see it change: copy it there (cp {data} data/source/) "
+        "and rerun init with --data data/source/x.csv"
+    ) in capsys.readouterr().err
+    assert files(tmp_path) == before
+    assert not (root / init.STATE_FILE).exists()
+
+
+def test_init_refuses_a_symlink_in_data_source_to_a_file_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = project(tmp_path)
+    outside = tmp_path / "x.csv"
+    write_table(outside, table())
+    (root / "data" / "source").mkdir(parents=True)
+    (root / "data" / "source" / "x.csv").symlink_to(outside)
+    before = files(tmp_path)
+    args = ("--data", "data/source/x.csv", "--target", "churned")
+    assert cli(root, *args, monkeypatch=monkeypatch) == 2
+    assert (
+        f"error: --data data/source/x.csv is really {outside} (data/source/x.csv is a symlink "
+        f"to {outside}), outside data/source/ in the repository, so DVC would not see it change: "
+        "put the file itself there, not a symlink"
+    ) in capsys.readouterr().err
+    assert files(tmp_path) == before
+
+
+def test_init_with_a_url_pins_the_sha256_of_the_bytes_it_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    http_dir: tuple[str, Path],
+) -> None:
+    url, served = http_dir
+    write_table(served / "mine.csv", table())
+    pin = hashlib.sha256((served / "mine.csv").read_bytes()).hexdigest()
+    root = project(tmp_path)
+    args = ("--data", f"{url}/mine.csv", "--target", "churned")
+    assert cli(root, *args, monkeypatch=monkeypatch) == 0
+    assert f'ingest.source_sha256: null -> "{pin}"' in capsys.readouterr().out
+    params = load_params(root / "params.yaml")
+    assert (params.ingest.source, params.ingest.source_sha256) == (f"{url}/mine.csv", pin)
+    assert json.loads((root / init.STATE_FILE).read_text())["params"]["ingest.source_sha256"] == pin
+    # what init pinned, ingest accepts: the pipeline's first run reads the same bytes
+    assert main(["ingest"]) == 0
+    assert len(pd.read_parquet(root / params.paths.raw)) == len(table())
+
+
+PIN_LINES = """\
+  # A URL source's sha256 (64 lowercase hex; `init` writes it): required for a URL, null
+  # otherwise. DVC cannot hash a URL, so ingest refuses bytes that differ from this pin.
+  source_sha256: null
+"""
+
+
+def test_init_adds_the_pin_to_a_params_file_written_before_it_existed() -> None:
+    assert PIN_LINES in PARAMS_TEXT
+    older = PARAMS_TEXT.replace(PIN_LINES, "")
+    assert init.current_values(parse_yaml(older, "p"))["ingest.source_sha256"] is None
+    assert init.edit_params(older, {"ingest.source_sha256": None}) == older
+    pin = "ab" * 32
+    edited = init.edit_params(
+        older, {"ingest.source": "https://example.com/x.csv", "ingest.source_sha256": pin}
+    )
+    doc = parse_yaml(edited, "p")
+    assert list(doc["ingest"]) == ["source", "source_sha256", "generator"]
+    assert doc["ingest"]["source_sha256"] == pin
+    assert violations(doc, "params", "p") == []
+    # a state file written before the key existed recorded it as null, not as a hand edit
+    current = init.current_values(parse_yaml(older, "p"))
+    state = init.state_document(current, "c.yaml", b"c")
+    del state["params"]["ingest.source_sha256"]
+    new = current | {"ingest.source_sha256": pin}
+    assert init.hand_edits(state, current, new, "c.yaml", b"c", b"c") == []
+
+
+def test_init_leaves_a_target_leak_out_of_the_features_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = project(tmp_path)
+    frame = table()
+    # the label under another name (a status code the collections system sets afterwards)
+    leaky = frame.assign(closed_as=frame["churned"].map({"no": 0, "yes": 7}))
+    write_table(root / "data" / "source" / "mine.csv", leaky)
+    args = ("--data", "data/source/mine.csv", "--target", "churned", "--sensitive", "gender")
+    assert cli(root, *args, monkeypatch=monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "closed_as" in out
+    assert "alone predicts 'churned' with roc_auc 1.000: a target leak" in out
+    params = load_params(root / "params.yaml")
+    assert "closed_as" not in params.features.numeric
+    assert "closed_as" not in params.features.categorical
+    assert params.features.numeric  # the honest numeric features stay
+    contract = parse_yaml((root / "policies" / "contract.yaml").read_text(), "c")
+    assert contract["target_leak"] == {"max_score": 0.98, "allow": []}
+    assert "closed_as" in contract["columns"]  # still checked as data, just not a feature
+    assert "suspected target leak" in (root / "policies" / "contract.yaml").read_text()

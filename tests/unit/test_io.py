@@ -104,3 +104,31 @@ def test_a_killed_writes_temp_file_stays_out_of_git_and_dvc(tmp_path: Path) -> N
     assert not (repo / "models" / "metrics.json").exists()
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     assert run(["dvc", "check-ignore", str(temp.relative_to(repo))], repo).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "sep"),
+    [
+        ("a,b,c", ","),
+        ("a;b;c", ";"),
+        ("a\tb\tc", "\t"),
+        ("a|b|c", "|"),
+        ("only_one_column", ","),  # nothing to choose from: the default
+        ("a;b,c", ","),  # a tie: the default
+        ("id;name, title;amount", ";"),  # the most used wins: a comma inside a header name
+    ],
+)
+def test_csv_separator_is_the_one_the_header_uses_most(header: str, sep: str) -> None:
+    assert io.csv_dialect(header + "\n1,2,3\n")["sep"] == sep
+
+
+def test_csv_dialect_drops_leading_spaces_and_reads_question_marks_as_missing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "adult.csv"
+    path.write_bytes("\ufeffage; workclass; income\n39; State-gov; 77516\n50; ?; ?\n".encode())
+    frame = io.read_table(path)
+    assert list(frame.columns) == ["age", "workclass", "income"]
+    assert frame["workclass"].tolist()[0] == "State-gov"
+    assert frame.iloc[1].isna().tolist() == [False, True, True]
+    assert frame["income"].dtype == "float64"

@@ -11,18 +11,21 @@ from typing import Any
 
 import pytest
 
+from pipeline import config
 from pipeline.config import build
 from pipeline.errors import ConfigError
-from pipeline.metrics import DIRECTION
+from pipeline.metrics import DIRECTION, RANGE
 from pipeline.policy import (
     Bundle,
     StagePolicy,
     evaluate,
     load_policy,
     lock_consistent_at_rev,
+    model_bytes,
     render,
     verdict_json,
 )
+from pipeline.schemas import metric_ranges
 from tests.conftest import DEMO_ROOT, REPO_ROOT, git
 
 STAGE: dict[str, Any] = {
@@ -30,6 +33,7 @@ STAGE: dict[str, Any] = {
     "on_rollback": "absolute_only",
     "require_data_contract": True,
     "require_lock_up_to_date": True,
+    "require_verified_model": True,
     "absolute": [{"metric": "roc_auc", "min": 0.75}, {"metric": "log_loss", "max": 0.6}],
     "vs_holder": [{"metric": "roc_auc", "abs_tolerance": 0.005}],
     "slices": {
@@ -68,6 +72,8 @@ def bundle(ref: str = "cand", **metrics: Any) -> Bundle:
         validation={"passed": True},
         lock_up_to_date=True,
         lock_detail="up to date",
+        model_bytes=True,
+        model_detail="models/model.skops matches md5 0123",
     )
 
 
@@ -229,6 +235,7 @@ def test_a_policy_without_rules_does_not_pass() -> None:
     empty = stage(
         require_data_contract=False,
         require_lock_up_to_date=False,
+        require_verified_model=False,
         absolute=[],
         vs_holder=[],
         slices={"min_size": 1, "rules": []},
@@ -237,7 +244,8 @@ def test_a_policy_without_rules_does_not_pass() -> None:
         on_first_model="absolute_only",
     )
     verdict = evaluate("p", empty, bundle(), bundle("h"), DIRECTION)
-    assert verdict.rules == ()
+    # the model bytes are reported even when not required, but as a notice, not as a check
+    assert [(r.rule, r.notice) for r in verdict.rules] == [("model_bytes", True)]
     assert not verdict.passed
 
 
@@ -324,3 +332,91 @@ def test_lock_consistency_at_a_revision(tmp_path: Path) -> None:
     assert "metrics.json changed" in detail
     assert "param train.seed changed" in detail
     assert lock_consistent_at_rev(repo, "HEAD~1")[0]
+
+
+def test_model_bytes_rule_fails_closed_unless_the_policy_opts_out() -> None:
+    absent = replace(bundle(), model_bytes=None, model_detail="x is not in the DVC cache")
+    tampered = replace(bundle(), model_bytes=False, model_detail="x: md5 a does not match b")
+    required, optional = stage(), stage(require_verified_model=False)
+    assert rule(evaluate("p", required, bundle(), None, DIRECTION), "model_bytes").passed
+    missing = evaluate("p", required, absent, None, DIRECTION)
+    assert not missing.passed
+    assert "model_bytes: x is not in the DVC cache" in missing.failures
+    # a mismatch is tampering or a corrupt cache: no policy setting lets it through
+    assert not evaluate("p", optional, tampered, None, DIRECTION).passed
+    opted = evaluate("p", optional, absent, None, DIRECTION)
+    assert opted.passed
+    assert rule(opted, "model_bytes").notice
+    assert "| ⚠️ | `model_bytes` | ⚠️ NOT VERIFIED: x is not in the DVC cache" in render(
+        [opted], "md"
+    )
+
+
+def test_model_bytes_checks_the_file_then_the_dvc_cache(tmp_path: Path) -> None:
+    data = b"model bytes"
+    digest = md5(data.decode())
+    model = tmp_path / "models" / "model.skops"
+    model.parent.mkdir()
+    status, detail, _ = model_bytes(tmp_path, digest, "models/model.skops", [model], "HEAD")
+    assert status is None
+    assert "is not in the DVC cache" in detail
+    assert "require_verified_model: false" in detail
+    cached = tmp_path / ".dvc/cache/files/md5" / digest[:2] / digest[2:]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data)
+    assert model_bytes(tmp_path, digest, "m", [model], "HEAD")[::2] == (True, cached)
+    model.write_bytes(b"edited by hand")  # a present candidate is the one judged
+    status, detail, checked = model_bytes(tmp_path, digest, "m", [model], "HEAD")
+    assert (status, checked) == (False, model)
+    assert f"does not match {digest}, the md5 dvc.lock at HEAD pins for m" in detail
+    assert model_bytes(tmp_path, None, "m", [model], "v1")[:2] == (
+        False,
+        "dvc.lock at v1 pins no m",
+    )
+
+
+def test_metric_ranges_cover_every_metric_and_the_schema_is_generated_from_them() -> None:
+    assert set(RANGE) == set(DIRECTION)
+    committed = config.schema("promotion")["$defs"]["metric_ranges"]["allOf"]
+    expected = metric_ranges(RANGE)["allOf"]
+    assert committed == expected, (
+        "pipeline/schemas/promotion.schema.json $defs.metric_ranges is stale; replace its allOf "
+        "with pipeline.schemas.metric_ranges(pipeline.metrics.RANGE)['allOf']"
+    )
+
+
+@pytest.mark.parametrize(
+    ("shipped", "edited", "where", "message"),
+    [
+        ("min: 0.75", "min: 1.5", "stages.production.absolute[0].min", "1.5 is greater than"),
+        ("min: 0.65", "min: -0.2", "stages.production.slices.rules[0].min", "-0.2 is less than"),
+        ("max: 0.10", "max: 10", "stages.production.fairness[0].max", "10 is greater than"),
+        ("abs_tolerance: 0.005", "abs_tolerance: 2", "vs_holder[0].abs_tolerance", "2 is greater"),
+        ("max: 300", "max: -1", "stages.production.benchmark[0].max", "-1 is less than"),
+    ],
+)
+def test_thresholds_outside_a_metrics_range_are_schema_errors(
+    tmp_path: Path, shipped: str, edited: str, where: str, message: str
+) -> None:
+    text = (DEMO_ROOT / "policies" / "promotion.yaml").read_text()
+    production = text.index("  production:")
+    bad = text[:production] + text[production:].replace(shipped, edited, 1)
+    assert bad != text
+    with pytest.raises(ConfigError) as info:
+        load_policy(write_policy(tmp_path, bad))
+    assert where in str(info.value)
+    assert message in str(info.value)
+    # in range, the same keys load: the bound is the metric's range, not a blanket limit
+    load_policy(write_policy(tmp_path, text))
+
+
+def test_unbounded_side_of_a_range_stays_open(tmp_path: Path) -> None:
+    text = (DEMO_ROOT / "policies" / "promotion.yaml").read_text()
+    # r2 may be any negative number; a latency budget any large one
+    r2 = text.replace(
+        "metric: roc_auc # area under the ROC curve\n        min: 0.75",
+        "metric: r2 # fit\n        min: -5",
+        1,
+    )
+    assert r2 != text
+    assert load_policy(write_policy(tmp_path, r2.replace("max: 300", "max: 1000000", 1)))

@@ -382,9 +382,79 @@ def test_model_not_matching_dvc_lock_is_refused(repo: Path) -> None:
     (repo / ".dvc/cache/files/md5" / model_md5[:2] / model_md5[2:]).write_bytes(b"tampered")
     promote(params, repo, "v0.1.0", "staging")
     merge_registry_change(repo, "promote")
-    with pytest.raises(CheckFailed, match=r"does not match dvc\.lock"):
+    with pytest.raises(CheckFailed, match=r"model_bytes: .*does not match [0-9a-f]{32}, the md5"):
         reconcile(params, repo)
     assert tags(repo) == [f"{MODEL}@v0.1.0"]
+
+
+def tree_state(repo: Path) -> tuple[list[str], str, str]:
+    """Tags, the registry file's bytes and `git status`: what a refused command must not change."""
+    registry_text = (repo / "models/registry.yaml").read_text()
+    return tags(repo), registry_text, git(repo, "status", "--porcelain")
+
+
+def test_model_bytes_missing_from_the_cache_fail_closed(repo: Path) -> None:
+    params = load_params(repo / "params.yaml")
+    _, model_md5 = commit_version(repo, b"model-1")  # lock pins it; no bytes anywhere
+    register(params, repo)
+    promote(params, repo, "v0.1.0", "staging")
+    merge_registry_change(repo, "promote")
+    before = tree_state(repo)
+    with pytest.raises(CheckFailed) as info:
+        reconcile(params, repo)
+    message = str(info.value)
+    assert "promotion refused by policy; no tag created" in message
+    assert f"model_bytes: models/model.skops (md5 {model_md5}" in message
+    assert "is not in the DVC cache" in message
+    assert "require_verified_model: false" in message  # the documented opt-out is named
+    proc = cli(repo, "reconcile", check=False)
+    assert proc.returncode == 1
+    assert "is not in the DVC cache" in proc.stderr
+    dry = render_reconcile(reconcile(params, repo, dry_run=True), "md")
+    assert "| ❌ | `model_bytes` |" in dry  # the promotion PR's check says it before merge
+    assert tree_state(repo) == before
+
+
+def test_opting_out_promotes_unverified_bytes_and_says_so(repo: Path) -> None:
+    policy = repo / "policies/promotion.yaml"
+    text = policy.read_text()
+    opted = text.replace("require_verified_model: true", "require_verified_model: false")
+    assert opted != text
+    policy.write_text(opted)
+    git(repo, "commit", "-q", "-am", "no DVC remote in this repository")
+    params = load_params(repo / "params.yaml")
+    commit_version(repo, b"model-1")
+    register(params, repo)
+    promote(params, repo, "v0.1.0", "staging")
+    merge_registry_change(repo, "promote")
+    dry = render_reconcile(reconcile(params, repo, dry_run=True), "md")
+    assert "| ⚠️ | `model_bytes` | ⚠️ NOT VERIFIED: models/model.skops" in dry
+    assert "passed only because require_verified_model is false" in dry
+    result = reconcile(params, repo)
+    assert result.tags == (f"{MODEL}#staging#1",)
+    record = json.loads(git(repo, "tag", "-l", "--format=%(contents)", result.tags[0]))
+    assert record["model_artifact"]["verified"] is False
+    assert record["model_artifact"]["artifact"] is None
+    assert record["verdict"]["passed"] is True
+
+
+def test_tampered_bytes_fail_even_when_the_policy_opts_out(repo: Path) -> None:
+    policy = repo / "policies/promotion.yaml"
+    policy.write_text(
+        policy.read_text().replace("require_verified_model: true", "require_verified_model: false")
+    )
+    git(repo, "commit", "-q", "-am", "opt out")
+    params = load_params(repo / "params.yaml")
+    commit_version(repo, b"model-1")
+    register(params, repo)
+    promote(params, repo, "v0.1.0", "staging")
+    merge_registry_change(repo, "promote")
+    artifact = repo.parent / "downloaded.skops"
+    artifact.write_bytes(b"not the registered model")
+    before = tree_state(repo)
+    with pytest.raises(CheckFailed, match=rf"{artifact}: md5 [0-9a-f]{{32}} does not match"):
+        reconcile(params, repo, artifact=artifact)
+    assert tree_state(repo) == before
 
 
 def test_rollback_to_the_previous_holder(two_versions: Path) -> None:

@@ -267,19 +267,28 @@ def test_run_writes_validation_summary(workdir: Path) -> None:
     assert main(["ingest"]) == 0
     assert main(["validate"]) == 0
     summary = json.loads((workdir / PARAMS.paths.validation).read_text())
+    features = validate.feature_columns(PARAMS)
+    strongest = summary["target_leak"].pop("strongest_single_column")
     assert summary == {
         "passed": True,
         "rows": 2000,
         "columns": 13,
-        "checks": validate.count_checks(CONTRACT),
+        "checks": validate.count_checks(CONTRACT) + len(features),  # one leak score per feature
+        "target_leak": {"metric": "roc_auc", "max_score": 0.98},
     }
+    assert strongest["column"] in features
+    assert 0.5 < strongest["score"] < 0.9  # the generator's best honest feature
 
 
-def csv_source(workdir: Path, tmp_path: Path, text: str) -> Path:
-    source = tmp_path / "source.csv"
-    source.write_text(text)
-    set_param(workdir / "params.yaml", "source", str(source))
-    return source
+# In paths.source_dir: ingest refuses a source DVC would not track (tests/unit/test_ingest.py).
+SOURCE = f"{PARAMS.paths.source_dir}/source.csv"
+
+
+def csv_source(workdir: Path, text: str) -> str:
+    (workdir / SOURCE).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / SOURCE).write_text(text)
+    set_param(workdir / "params.yaml", "source", SOURCE)
+    return SOURCE
 
 
 def good_csv(rows: int = 1500) -> str:
@@ -334,10 +343,10 @@ BAD_CSVS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_CSVS))
 def test_bad_data_exits_1_names_the_column_and_writes_nothing(
-    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+    workdir: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
     text, message = BAD_CSVS[case]
-    csv_source(workdir, tmp_path, text)
+    csv_source(workdir, text)
     assert main(["ingest"]) == 0
     capsys.readouterr()
     assert main(["validate"]) == 1
@@ -348,14 +357,14 @@ def test_bad_data_exits_1_names_the_column_and_writes_nothing(
 
 
 def test_empty_file_exits_2_at_ingest_and_writes_nothing(
-    workdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    source = csv_source(workdir, tmp_path, "")
+    source = csv_source(workdir, "")
     assert main(["ingest"]) == 2
     assert f"{source}: file is empty" in capsys.readouterr().err
     assert main(["validate"]) == 2  # no raw data: an input error, not a pass
     assert f"{PARAMS.paths.raw}: file not found" in capsys.readouterr().err
-    assert not (workdir / "data").exists()
+    assert [p for p in (workdir / "data").rglob("*") if p.is_file()] == [workdir / SOURCE]
     assert not (workdir / "models").exists()
 
 
@@ -389,8 +398,8 @@ def test_contract_error_exits_2_and_writes_nothing(
     assert not (workdir / PARAMS.paths.validation).exists()
 
 
-def test_validate_through_the_real_entry_point(workdir: Path, tmp_path: Path) -> None:
-    csv_source(workdir, tmp_path, replace_cell(good_csv(), 3, "sex", "unknown"))
+def test_validate_through_the_real_entry_point(workdir: Path) -> None:
+    csv_source(workdir, replace_cell(good_csv(), 3, "sex", "unknown"))
     env = {"PYTHONPATH": str(REPO_ROOT)}
     run(["python", "-m", "pipeline", "ingest"], workdir, env=env)
     proc = run(["python", "-m", "pipeline", "validate"], workdir, env=env, check=False)
