@@ -43,6 +43,21 @@ PLOTS: Mapping[str, tuple[str, ...]] = {
     "regression": ("residuals", "predicted_vs_actual"),
 }
 ALL_PLOTS = tuple(sorted({stem for stems in PLOTS.values() for stem in stems}))
+# How DVC draws each plot file (dvc.yaml's top-level `plots:`, which `init` rewrites to the
+# task's PLOTS: a declared file a task never writes makes every `dvc plots` call fail to load).
+PLOT_SPECS: Mapping[str, Mapping[str, str]] = {
+    "roc": {"x": "fpr", "y": "tpr", "title": "ROC curve"},
+    "precision_recall": {"x": "recall", "y": "precision", "title": "Precision-recall curve"},
+    "confusion": {
+        "template": "confusion",
+        "x": "actual",
+        "y": "predicted",
+        "title": "Confusion matrix",
+    },
+    "calibration": {"x": "mean_predicted", "y": "fraction_positive", "title": "Calibration"},
+    "residuals": {"x": "predicted", "y": "residual", "title": "Residuals"},
+    "predicted_vs_actual": {"x": "actual", "y": "predicted", "title": "Predicted vs actual"},
+}
 
 # Regression scatter plots keep at most this many points (git diffs and DVC renders stay small).
 MAX_SCATTER_POINTS = 1000

@@ -787,6 +787,45 @@ def edit_params(text: str, values: Mapping[str, Any]) -> str:
     return out.getvalue()
 
 
+# --------------------------------------------------------------------------- dvc.yaml plots
+
+PLOTS_DIR = "${paths.plots}"  # how dvc.yaml names the plot folder (DVC templating)
+
+
+def _plot_entry(stem: str, spec: Mapping[str, str]) -> list[str]:
+    return [f"  - {PLOTS_DIR}/{stem}.json:", *(f"      {k}: {v}" for k, v in spec.items())]
+
+
+def edit_dvc_plots(text: str, task: str) -> str:
+    """dvc.yaml text whose top-level `plots:` declares exactly the plot files evaluate writes
+    for `task` (in evaluate.PLOTS order, drawn as evaluate.PLOT_SPECS says), ahead of any plot
+    of your own, which is kept as written. Edited as text, so every other line (comments
+    included) stays byte for byte; a dvc.yaml without a top-level `plots:` is left alone."""
+    from pipeline.evaluate import ALL_PLOTS, PLOT_SPECS, PLOTS
+
+    lines = text.splitlines()
+    if "plots:" not in lines:
+        return text
+    first = lines.index("plots:") + 1
+    last = first  # the block ends at the next line that starts in column 0
+    while last < len(lines) and (not lines[last] or lines[last][0] == " "):
+        last += 1
+    while last > first and not lines[last - 1].strip():
+        last -= 1  # blank lines before the next section stay where they are
+    entries: list[list[str]] = []
+    for line in lines[first:last]:
+        if line.startswith("  - ") or not entries:
+            entries.append([line])
+        else:
+            entries[-1].append(line)
+    ours = {f"  - {PLOTS_DIR}/{stem}.json:" for stem in ALL_PLOTS}
+    own = [entry for entry in entries if entry[0] not in ours]
+    wanted = [_plot_entry(stem, PLOT_SPECS[stem]) for stem in PLOTS[task]]
+    block = [line for entry in [*wanted, *own] for line in entry]
+    edited = [*lines[:first], *block, *lines[last:]]
+    return "\n".join(edited) + ("\n" if text.endswith("\n") else "")
+
+
 # --------------------------------------------------------------------------- promotion policy
 
 # What evaluate writes per task: metrics.json / slices.json metrics and fairness.json "metrics".
@@ -1163,6 +1202,9 @@ def initialize(
             promotion_now, new["task.type"], new["evaluate.slices"], new["task.sensitive"]
         )
         problems += violations(parse_yaml(promotion_new, promotion_rel), "promotion", promotion_rel)
+    dag_file = root / "dvc.yaml"
+    dag_now = dag_file.read_text("utf-8") if dag_file.is_file() else None
+    dag_new = edit_dvc_plots(dag_now, new["task.type"]) if dag_now is not None else None
     if not problems:  # the files init writes must really be in the repository too
         problems += outside_the_repository(build(Params, new_doc), root, params_path)
     if problems:
@@ -1198,6 +1240,9 @@ def initialize(
         if promotion_new is not None and promotion_new != promotion_now:
             io.write_text(promotion_file, promotion_new)
             written.append(promotion_rel)
+        if dag_new is not None and dag_new != dag_now:
+            io.write_text(dag_file, dag_new)
+            written.append(dag_file.name)
         state_text = io.dumps_json(state_document(new, contract_rel, contract_bytes))
         if not state_file.is_file() or state_file.read_text(encoding="utf-8") != state_text:
             io.write_text(state_file, state_text)

@@ -107,6 +107,35 @@ class Inputs:
     fairness: Mapping[str, Any] | None = None
     params: Mapping[str, Any] | None = None
     lock: Mapping[str, Any] | None = None
+    curves: Mapping[str, Any] | None = None  # plot stem -> its rows (CURVES only)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A curve of both sides on the same x grid, for a Mermaid line chart."""
+
+    name: str
+    title: str
+    x: str
+    y: str
+    base: tuple[float, ...] | None
+    new: tuple[float, ...]
+
+
+# The plot files drawn in the comment: (title, x field, y field, axis labels). GitHub renders
+# Mermaid, not Vega, so each curve is resampled on CURVE_POINTS evenly spaced x values.
+CURVES: Mapping[str, tuple[str, str, str, str, str]] = {
+    "roc": ("ROC curve", "fpr", "tpr", "false positive rate", "true positive rate"),
+    "precision_recall": ("Precision-recall", "recall", "precision", "recall", "precision"),
+    "calibration": (
+        "Calibration",
+        "mean_predicted",
+        "fraction_positive",
+        "predicted probability",
+        "observed frequency",
+    ),
+}
+CURVE_POINTS = 21
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,7 @@ class Report:
     lock_stale: tuple[str, ...] | None  # None = unknown; () = dvc.lock up to date
     policy: Mapping[str, Any] | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    curves: tuple[Curve, ...] = field(default_factory=tuple)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -289,6 +319,41 @@ def compare_fairness(
     return metrics, tuple(groups)
 
 
+def resample(rows: Any, x: str, y: str, points: int = CURVE_POINTS) -> tuple[float, ...] | None:
+    """y at `points` evenly spaced x in [0, 1], linearly interpolated between the plot rows
+    (sorted by x); None when the rows are not a list of finite (x, y) pairs."""
+    if not isinstance(rows, list) or not rows:
+        return None
+    pairs = []
+    for row in rows:
+        if not isinstance(row, Mapping):
+            return None
+        a, b = _number(row.get(x)), _number(row.get(y))
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            return None
+        pairs.append((a, b))
+    import numpy as np  # here: the report's other commands start without it
+
+    pairs.sort()
+    grid = np.linspace(0.0, 1.0, points)
+    values = np.interp(grid, [a for a, _ in pairs], [b for _, b in pairs])
+    return tuple(round(float(v), 4) for v in values)
+
+
+def compare_curves(
+    base: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> tuple[Curve, ...]:
+    """The CURVES this PR's evaluate wrote, each with the base's when the base has it."""
+    out = []
+    for name, (title, x, y, x_label, y_label) in CURVES.items():
+        mine = resample((new or {}).get(name), x, y)
+        if mine is None:
+            continue
+        theirs = resample((base or {}).get(name), x, y)
+        out.append(Curve(name, title, x_label, y_label, theirs, mine))
+    return tuple(out)
+
+
 def compare(
     base: Inputs,
     new: Inputs,
@@ -321,6 +386,7 @@ def compare(
         lock_stale=tuple(lock_stale) if lock_stale is not None else None,
         policy=policy,
         notes=tuple(notes),
+        curves=compare_curves(base.curves, new.curves),
     )
 
 
@@ -419,6 +485,29 @@ def mermaid_bars(
     if all(v is not None for v in base):
         lines.append(f"    line [{', '.join(f'{v:.6g}' for v in base if v is not None)}]")
     lines.append("```")
+    return "\n".join(lines)
+
+
+# Mermaid's xychart has no legend: the colours are fixed here and named in the title.
+CURVE_COLOURS = (
+    '%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#0969da, #bf8700"}}}}%%'
+)
+
+
+def curve_chart(curve: Curve) -> str:
+    """A Mermaid line chart of one curve: blue this PR, yellow the base."""
+    series = [curve.new, *([curve.base] if curve.base is not None else [])]
+    legend = "blue PR, yellow base" if curve.base is not None else "this PR, no base yet"
+    lines = [
+        "```mermaid",
+        CURVE_COLOURS,
+        "xychart-beta",
+        f"    title {_label(f'{curve.title}: {legend}')}",
+        f"    x-axis {_label(curve.x)} 0 --> 1",
+        f"    y-axis {_label(curve.y)} 0 --> 1",
+        *(f"    line [{', '.join(f'{v:.4g}' for v in values)}]" for values in series),
+        "```",
+    ]
     return "\n".join(lines)
 
 
@@ -604,6 +693,9 @@ def sections(report: Report) -> list[Section]:
     chart = metrics_chart(report.metrics)
     if chart:
         out.append(Section("metrics chart", chart, 20))
+    if report.curves:
+        charts = "\n\n".join(curve_chart(c) for c in report.curves)
+        out.append(Section("curves", "### Curves\n\n" + charts, 15))
     out.append(Section("policy", _policy_section(report.policy), 100))
     out.append(Section("params", _params_section(report), 90))
     out.append(Section("hashes", _hashes_section(report), 80))
@@ -787,7 +879,12 @@ def _yaml_or_none(text: str | None, what: str) -> Any:
 
 def read_inputs_at(cwd: Path, rev: str, params: Params, params_file: str) -> Inputs:
     p = params.paths
+    curves = {
+        stem: _json_or_none(read_at(cwd, rev, f"{p.plots}/{stem}.json"), f"{rev}:{stem}")
+        for stem in CURVES
+    }
     return Inputs(
+        curves=curves,
         metrics=_json_or_none(read_at(cwd, rev, p.metrics), f"{rev}:{p.metrics}"),
         slices=_json_or_none(read_at(cwd, rev, p.slices), f"{rev}:{p.slices}"),
         fairness=_json_or_none(read_at(cwd, rev, p.fairness), f"{rev}:{p.fairness}"),
@@ -805,7 +902,12 @@ def _read_file(path: Path) -> str | None:
 
 def read_workspace(cwd: Path, params: Params, params_file: str) -> Inputs:
     p = params.paths
+    curves = {
+        stem: _json_or_none(_read_file(cwd / p.plots / f"{stem}.json"), f"{p.plots}/{stem}.json")
+        for stem in CURVES
+    }
     return Inputs(
+        curves=curves,
         metrics=_json_or_none(_read_file(cwd / p.metrics), p.metrics),
         slices=_json_or_none(_read_file(cwd / p.slices), p.slices),
         fairness=_json_or_none(_read_file(cwd / p.fairness), p.fairness),

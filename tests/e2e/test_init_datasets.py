@@ -97,6 +97,9 @@ def test_init_then_dvc_repro_runs_green(
         assert metrics["r2"] > 0.0
     fairness = json.loads((repo / "models" / "fairness.json").read_text())
     assert fairness["sensitive"] == sensitive
+    # init declared the task's plot files in dvc.yaml: DVC's own command draws every one
+    shown = run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo)
+    assert "failed to load" not in shown.stdout + shown.stderr
 
     # the promotion policy names only outputs this project produces: no rule fails for lack
     # of a metric, slice or fairness figure (rules may still fail on their thresholds)

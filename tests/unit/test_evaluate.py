@@ -30,6 +30,7 @@ from pipeline.errors import InputError, MetricError
 from pipeline.evaluate import (
     ALL_PLOTS,
     NULL_KEY,
+    PLOT_SPECS,
     PLOTS,
     fairness,
     model_classes,
@@ -366,7 +367,10 @@ def test_run_writes_the_task_outputs_and_removes_stale_plots(
     written = sorted(p.name for p in plot_dir.iterdir())
     assert written == sorted([*(f"{s}.json" for s in PLOTS[task_type]), "notes.txt"])
     for stem in PLOTS[task_type]:
-        assert io.read_json(plot_dir / f"{stem}.json") != []
+        rows = io.read_json(plot_dir / f"{stem}.json")
+        assert rows != []
+        # dvc.yaml draws each file with PLOT_SPECS' fields: they must be in every row
+        assert {PLOT_SPECS[stem]["x"], PLOT_SPECS[stem]["y"]} <= set(rows[0]), stem
     metrics = io.read_json(params.paths.metrics)
     expected = (
         {"rmse", "mae", "r2"}
@@ -380,11 +384,6 @@ def test_run_writes_the_task_outputs_and_removes_stale_plots(
     assert predictions["actual"].tolist() == test["target"].tolist()
     assert "prediction" in predictions
     assert not Path(params.paths.benchmark).exists()  # the benchmark stage's output
-    bench.run(params)
-    benchmark = io.read_json(params.paths.benchmark)
-    assert benchmark["batch_rows"] == 50
-    assert benchmark["model_size_bytes"] == Path(params.paths.model).stat().st_size
-    assert benchmark["latency_ms_single_p50"] <= benchmark["latency_ms_single_p95"]
     reference = io.read_json(params.paths.reference)
     assert reference["rows"] == len(io.read_table(params.paths.train))
     assert set(reference["columns"]) == {"age", "income", "region"}

@@ -18,7 +18,7 @@ from pipeline.cli import main
 from pipeline.config import Task, load_params, parse_yaml, violations
 from pipeline.errors import InputError
 from pipeline.io import write_table
-from tests.conftest import DEMO_ROOT
+from tests.conftest import DEMO_ROOT, REPO_ROOT
 
 # The template's params.yaml as a fresh fork has it (tests/demo/), not this checkout's own.
 PARAMS_TEXT = (DEMO_ROOT / "params.yaml").read_text()
@@ -747,3 +747,56 @@ def test_init_leaves_a_target_leak_out_of_the_features_and_says_why(
     assert contract["target_leak"] == {"max_score": 0.98, "allow": []}
     assert "closed_as" in contract["columns"]  # still checked as data, just not a feature
     assert "suspected target leak" in (root / "policies" / "contract.yaml").read_text()
+
+
+# --------------------------------------------------------------------------- dvc.yaml plots
+
+
+def declared_plots(text: str) -> list[str]:
+    return [str(next(iter(entry))) for entry in parse_yaml(text, "dvc.yaml").get("plots", [])]
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_dvc_plots_are_the_tasks_and_nothing_else_changes(task: str) -> None:
+    from pipeline.evaluate import PLOTS
+
+    live = (REPO_ROOT / "dvc.yaml").read_text()
+    mine = "  - my_plots/lift.json:\n      x: decile\n      y: lift\n"
+    text = live.replace(
+        "\n\n# The model as a DVC artifact", "\n" + mine + "\n# The model as a DVC artifact"
+    )
+    assert text != live
+    edited = init.edit_dvc_plots(text, task)
+    expected = [f"${{paths.plots}}/{stem}.json" for stem in PLOTS[task]]
+    assert declared_plots(edited) == [*expected, "my_plots/lift.json"]  # yours kept, last
+    assert init.edit_dvc_plots(edited, task) == edited
+    # every line outside the plots block is untouched, comments included
+    outside = [line for line in text.splitlines() if not line.startswith(" ") or "cmd:" in line]
+    assert [
+        line for line in edited.splitlines() if not line.startswith(" ") or "cmd:" in line
+    ] == outside
+    no_plots = "stages: {}\n"
+    assert init.edit_dvc_plots(no_plots, task) == no_plots
+
+
+def test_the_shipped_dvc_yaml_declares_the_plots_of_its_task() -> None:
+    """A declared plot file the task never writes makes every `dvc plots` call fail to load."""
+    live = (REPO_ROOT / "dvc.yaml").read_text()
+    task = load_params(REPO_ROOT / "params.yaml").task.type
+    assert init.edit_dvc_plots(live, task) == live
+
+
+def test_init_rewrites_the_plots_for_a_new_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = project(tmp_path)
+    shutil.copy(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"size": rng.normal(100, 20, 300), "rooms": rng.integers(1, 6, 300)})
+    frame["price"] = frame["size"] * 3 + rng.normal(0, 40, 300)
+    write_table(root / "data" / "source" / "homes.csv", frame)
+    assert cli(root, "--data", "data/source/homes.csv", "--target", "price",
+               monkeypatch=monkeypatch) == 0  # fmt: skip
+    assert "dvc.yaml" in capsys.readouterr().out
+    plots = declared_plots((root / "dvc.yaml").read_text())
+    assert plots == ["${paths.plots}/residuals.json", "${paths.plots}/predicted_vs_actual.json"]

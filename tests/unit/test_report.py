@@ -579,3 +579,50 @@ def test_report_flags_a_lock_the_pr_did_not_commit(tmp_path: Path) -> None:
     assert "train" in (rp.stale_stages(repo) or ())  # but HEAD's lock is not this one
     git(repo, "commit", "-q", "-am", "commit the reproduced lock")
     assert rp.stale_stages(repo) == ()
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def test_resample_interpolates_on_an_even_grid_and_refuses_bad_rows() -> None:
+    diagonal = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}]
+    assert rp.resample(diagonal, "fpr", "tpr", points=5) == (0.0, 0.25, 0.5, 0.75, 1.0)
+    unsorted = [{"fpr": 1.0, "tpr": 1.0}, {"fpr": 0.0, "tpr": 0.5}]  # sorted by x first
+    assert rp.resample(unsorted, "fpr", "tpr", points=3) == (0.5, 0.75, 1.0)
+    assert rp.resample([], "fpr", "tpr") is None
+    assert rp.resample([{"fpr": 0.1}], "fpr", "tpr") is None
+    assert rp.resample([{"fpr": float("nan"), "tpr": 0.2}], "fpr", "tpr") is None
+    assert rp.resample(["not a row"], "fpr", "tpr") is None
+    assert rp.resample({"fpr": 0.1}, "fpr", "tpr") is None
+
+
+def test_curves_are_drawn_for_both_sides_and_only_for_written_plots() -> None:
+    better = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.1, "tpr": 0.7}, {"fpr": 1.0, "tpr": 1.0}]
+    worse = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}]
+    curves = rp.compare_curves({"roc": worse}, {"roc": better, "residuals": [{"x": 1}]})
+    assert [c.name for c in curves] == ["roc"]  # residuals are not a curve drawn here
+    (roc,) = curves
+    assert roc.base is not None
+    assert roc.new[2] == pytest.approx(0.7)  # x = 0.1 on the 21-point grid
+    assert roc.base[2] == pytest.approx(0.1)
+    chart = rp.curve_chart(roc)
+    assert chart.startswith("```mermaid\n%%{init:")
+    assert chart.count("    line [") == 2
+    assert 'title "ROC curve: blue PR, yellow base"' in chart
+    (first,) = rp.compare_curves(None, {"roc": better})  # the first model: no base line
+    assert first.base is None
+    assert rp.curve_chart(first).count("    line [") == 1
+    assert "no base yet" in rp.curve_chart(first)
+
+
+def test_curves_section_is_in_the_comment_and_dropped_before_the_metrics() -> None:
+    rows = [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 0.2, "tpr": 0.8}, {"fpr": 1.0, "tpr": 1.0}]
+    report = make_report()
+    with_curves = rp.Report(**{**report.__dict__, "curves": rp.compare_curves(None, {"roc": rows})})
+    full = rp.render_markdown(with_curves)
+    assert "### Curves" in full
+    assert "ROC curve" in full
+    assert "### Curves" not in rp.render_markdown(report)  # nothing written, nothing drawn
+    short = rp.render_markdown(with_curves, max_chars=len(full) - 50)
+    assert "### Curves" not in short or "### Slices" not in short
+    assert "### Metrics" in short
