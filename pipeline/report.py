@@ -218,8 +218,11 @@ def compare_params(
     missing = object()
     b, n = flatten(base or {}), flatten(new or {})
     changes = []
+    empty: tuple[Any, ...] = ({}, [])  # a key added or removed empty changes nothing
     for key in sorted(set(b) | set(n)):
         old, cur = b.get(key, missing), n.get(key, missing)
+        if (old is missing and cur in empty) or (cur is missing and old in empty):
+            continue
         if old != cur or type(old) is not type(cur):
             changes.append(
                 ParamChange(key, None if old is missing else old, None if cur is missing else cur)
@@ -411,10 +414,17 @@ def fmt_change(delta: MetricDelta) -> str:
     )
 
 
+# Beyond ±1000% a relative change says only that the base was near zero: "+19864181.18%" read
+# as news; the absolute change beside it is the figure to read.
+MAX_RELATIVE = 10.0
+
+
 def fmt_relative(delta: MetricDelta) -> str:
     if delta.relative is None:
         return "—"
     sign = "+" if delta.relative >= 0 else "−"
+    if abs(delta.relative) >= MAX_RELATIVE:
+        return f"{sign}>{MAX_RELATIVE * 100:.0f}%"
     return f"{sign}{abs(delta.relative) * 100:.2f}%"
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import load_params
+from pipeline.config import Params, load_params
 from pipeline.errors import CheckFailed, ConfigError, InputError, UsageError
 from pipeline.registry import (
     audit,
@@ -393,12 +393,29 @@ def tree_state(repo: Path) -> tuple[list[str], str, str]:
     return tags(repo), registry_text, git(repo, "status", "--porcelain")
 
 
-def test_model_bytes_missing_from_the_cache_fail_closed(repo: Path) -> None:
+def opt_out_of_verification(repo: Path) -> None:
+    """Commit `require_verified_model: false` in every stage (a repository without a remote)."""
+    policy = repo / "policies/promotion.yaml"
+    text = policy.read_text()
+    opted = text.replace("require_verified_model: true", "require_verified_model: false")
+    assert opted != text
+    policy.write_text(opted)
+    git(repo, "commit", "-q", "-am", "no DVC remote in this repository")
+
+
+def staging_promotion_merged(repo: Path) -> tuple[Params, str]:
+    """v0.1.0 registered and its promotion to staging merged, its model bytes in no cache;
+    returns the params and the model md5 dvc.lock pins."""
     params = load_params(repo / "params.yaml")
     _, model_md5 = commit_version(repo, b"model-1")  # lock pins it; no bytes anywhere
     register(params, repo)
     promote(params, repo, "v0.1.0", "staging")
     merge_registry_change(repo, "promote")
+    return params, model_md5
+
+
+def test_model_bytes_missing_from_the_cache_fail_closed(repo: Path) -> None:
+    params, model_md5 = staging_promotion_merged(repo)
     before = tree_state(repo)
     with pytest.raises(CheckFailed) as info:
         reconcile(params, repo)
@@ -416,17 +433,8 @@ def test_model_bytes_missing_from_the_cache_fail_closed(repo: Path) -> None:
 
 
 def test_opting_out_promotes_unverified_bytes_and_says_so(repo: Path) -> None:
-    policy = repo / "policies/promotion.yaml"
-    text = policy.read_text()
-    opted = text.replace("require_verified_model: true", "require_verified_model: false")
-    assert opted != text
-    policy.write_text(opted)
-    git(repo, "commit", "-q", "-am", "no DVC remote in this repository")
-    params = load_params(repo / "params.yaml")
-    commit_version(repo, b"model-1")
-    register(params, repo)
-    promote(params, repo, "v0.1.0", "staging")
-    merge_registry_change(repo, "promote")
+    opt_out_of_verification(repo)
+    params, _ = staging_promotion_merged(repo)
     dry = render_reconcile(reconcile(params, repo, dry_run=True), "md")
     assert "| ⚠️ | `model_bytes` | ⚠️ NOT VERIFIED: models/model.skops" in dry
     assert "passed only because require_verified_model is false" in dry
@@ -439,16 +447,8 @@ def test_opting_out_promotes_unverified_bytes_and_says_so(repo: Path) -> None:
 
 
 def test_tampered_bytes_fail_even_when_the_policy_opts_out(repo: Path) -> None:
-    policy = repo / "policies/promotion.yaml"
-    policy.write_text(
-        policy.read_text().replace("require_verified_model: true", "require_verified_model: false")
-    )
-    git(repo, "commit", "-q", "-am", "opt out")
-    params = load_params(repo / "params.yaml")
-    commit_version(repo, b"model-1")
-    register(params, repo)
-    promote(params, repo, "v0.1.0", "staging")
-    merge_registry_change(repo, "promote")
+    opt_out_of_verification(repo)
+    params, _ = staging_promotion_merged(repo)
     artifact = repo.parent / "downloaded.skops"
     artifact.write_bytes(b"not the registered model")
     before = tree_state(repo)

@@ -626,3 +626,21 @@ def test_curves_section_is_in_the_comment_and_dropped_before_the_metrics() -> No
     short = rp.render_markdown(with_curves, max_chars=len(full) - 50)
     assert "### Curves" not in short or "### Slices" not in short
     assert "### Metrics" in short
+
+
+def test_relative_change_from_a_base_near_zero_is_capped_not_news() -> None:
+    tiny = rp.metric_delta("r2", 0.00001, 0.2)
+    assert tiny.relative is not None
+    assert tiny.relative > 10
+    assert rp.fmt_relative(tiny) == "+>1000%"
+    assert rp.fmt_relative(rp.metric_delta("r2", -0.00001, -0.2)) == "−>1000%"
+    assert rp.fmt_relative(rp.metric_delta("r2", 0.1, 0.2)) == "+100.00%"  # below the cap
+
+
+def test_an_empty_section_added_or_removed_is_not_a_param_change() -> None:
+    base = {"train": {"model": "a"}}
+    new = {"train": {"model": "a", "kwargs": {}}, "extra": []}
+    assert rp.compare_params(base, new) == ()
+    assert rp.compare_params(new, base) == ()
+    filled = {"train": {"model": "a", "kwargs": {"max_iter": 5}}}
+    assert rp.compare_params(base, filled) == (rp.ParamChange("train.kwargs.max_iter", None, 5),)
