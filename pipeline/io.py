@@ -186,7 +186,7 @@ def csv_dialect(head: str) -> dict[str, Any]:
 def _head(local: Any, size: int = 1 << 16) -> str:
     """The first bytes of a path or a binary buffer (left at its start) as text."""
     if isinstance(local, BytesIO):
-        data = local.getvalue()[:size]
+        data = local.getbuffer()[:size].tobytes()  # a view: no copy of the whole download
     else:
         with Path(local).open("rb") as handle:
             data = handle.read(size)

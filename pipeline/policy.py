@@ -427,13 +427,11 @@ def md5_file(path: Path) -> str:
 
 def locked_md5(lock_text: str | None, where: str, path: str) -> str | None:
     """The md5 a dvc.lock text pins for output `path` (None without a lock or that output)."""
+    from pipeline.report import lock_outputs  # the one reader of dvc.lock outputs
+
     lock = parse_yaml(lock_text, where) if lock_text else None
-    stages = lock.get("stages") if isinstance(lock, Mapping) else None
-    for entry in (stages or {}).values():
-        for item in (entry or {}).get("outs") or []:
-            if item.get("path") == path and item.get("md5"):
-                return str(item["md5"])
-    return None
+    _, md5 = lock_outputs(lock if isinstance(lock, Mapping) else None).get(path, ("", ""))
+    return md5 or None
 
 
 def model_bytes(

@@ -345,13 +345,10 @@ def lock_outs(repo: Path, rev: str) -> dict[str, str]:
     text = _git(repo, "show", f"{rev}:dvc.lock", check=False)
     if not text:
         return {}
+    from pipeline.report import lock_outputs  # the one reader of dvc.lock outputs
+
     lock = parse_yaml(text, f"{rev}:dvc.lock")
-    outs: dict[str, str] = {}
-    for entry in (lock.get("stages") or {}).values():
-        for item in entry.get("outs") or []:
-            if item.get("path") and item.get("md5"):
-                outs[str(item["path"])] = str(item["md5"])
-    return outs
+    return {path: md5 for path, (_, md5) in lock_outputs(lock).items() if md5}
 
 
 def verify_model(
